@@ -1,0 +1,1 @@
+"""The command-line face of egoframe: thin typer commands over library functions."""
