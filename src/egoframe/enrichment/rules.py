@@ -25,7 +25,9 @@ _CONTAINERS = {"bowl", "cup", "mug", "glass", "pot", "pan", "sink", "drawer", "b
 
 @dataclass
 class RuleConfig:
-    # surface named in WHERE when no annotated box under the object names it; by record.source
+    # surface named in WHERE when no annotated box under the object names it: ``surface`` for every record,
+    # else by record.source (only the embedded world is known to be a counter scene)
+    surface: str | None = None
     default_surface: dict[str, str] = field(default_factory=lambda: {"world": "counter"})
     # centre-x fractions that split the frame into left / centre / right
     left_edge: float = 1 / 3
@@ -138,8 +140,10 @@ def where(record: ActionRecord, target: Box, cfg: RuleConfig, exclude: tuple[Box
         return ""
     cx = _centre(target)[0] / record.width
     side = "on the left" if cx < cfg.left_edge else "on the right" if cx > cfg.right_edge else "in the centre"
-    surface = _support_label(record, target, exclude) or cfg.default_surface.get(record.source)
-    return f"{side} of the {surface}" if surface else side
+    surface = _support_label(record, target, exclude) or cfg.surface or cfg.default_surface.get(record.source)
+    if surface and surface != target.label:  # "onto the counter on the left", not "... of the counter"
+        return f"{side} of the {surface}"
+    return side
 
 
 def describe(record: ActionRecord, cfg: RuleConfig | None = None) -> str:
