@@ -22,6 +22,7 @@ app = typer.Typer(
 
 # Each module defines ``register(app)``; add a module here when its concern gains commands.
 COMMAND_MODULES: tuple[str, ...] = (
+    "egoframe.cli.enrich",
 )
 
 for _name in COMMAND_MODULES:
