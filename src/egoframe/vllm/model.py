@@ -1,0 +1,199 @@
+"""A LLaVA model and its processor, loaded from a local llava-hf style directory.
+
+One loader, :func:`load_vllm`, serves a real ``llava-hf/llava-1.5-7b-hf`` download, a checkpoint written by
+``egoframe vllm train`` and the tiny embedded model alike: all are ``LlavaForConditionalGeneration`` weights
+(``config.json`` + ``*.safetensors``) next to a ``LlavaProcessor`` (image processor + tokenizer files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from egoframe.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import LlavaForConditionalGeneration, LlavaProcessor
+
+_PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+
+
+@dataclass
+class Vllm:
+    """A LLaVA model with the processor that prepares its inputs."""
+
+    model: "LlavaForConditionalGeneration"
+    processor: "LlavaProcessor"
+    _identity: str | None = field(default=None, repr=False)
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @property
+    def device(self) -> "torch.device":
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> "torch.dtype":
+        return next(self.model.parameters()).dtype
+
+    @property
+    def d_llm(self) -> int:
+        return int(self.model.config.text_config.hidden_size)
+
+    @property
+    def n_image_tokens(self) -> int:
+        """Image tokens per frame: the vision tower's patches; the "full" strategy also keeps CLS."""
+        vision = self.model.config.vision_config
+        n_patches = (vision.image_size // vision.patch_size) ** 2
+        return n_patches + 1 if self.model.config.vision_feature_select_strategy == "full" else n_patches
+
+    def identity(self) -> str:
+        """sha256 of the model config and every weight: two VLLMs share it only if they compute the same."""
+        if self._identity is None:
+            self._identity = weights_identity(self.model)
+        return self._identity
+
+    def forget_identity(self) -> None:
+        """Call after changing the weights in place (training) so that :meth:`identity` is recomputed."""
+        self._identity = None
+
+    def save_pretrained(self, out_dir: str) -> None:
+        """Write model + processor in the llava-hf layout that :func:`load_vllm` reads."""
+        from transformers.utils import logging as hf_logging
+
+        os.makedirs(out_dir, exist_ok=True)
+        hf_logging.disable_progress_bar()
+        try:
+            self.model.save_pretrained(out_dir)
+            self.processor.save_pretrained(out_dir)
+        finally:
+            hf_logging.enable_progress_bar()
+
+
+def weights_identity(model: Any) -> str:
+    """sha256 over the model's config (as sorted JSON) and the bytes of every tensor of its state dict."""
+    import torch
+
+    digest = hashlib.sha256()
+    digest.update(json.dumps(_stable_config(model.config.to_dict()), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(str(tensor.dtype).encode())
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+_VOLATILE_CONFIG_KEYS = ("transformers_version", "_name_or_path", "torch_dtype", "dtype")
+
+
+def _stable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config without keys that change on save/load but not the computation (the weights carry dtype)."""
+    return {k: _stable_config(v) if isinstance(v, dict) else v
+            for k, v in config.items() if k not in _VOLATILE_CONFIG_KEYS}
+
+
+def _parse_dtype(dtype: "str | torch.dtype | None"):
+    import torch
+
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ModelLoadError(f"unknown dtype {dtype!r}: use one of {', '.join(table)}")
+    return table[dtype]
+
+
+def check_vllm_dir(model_dir: str) -> dict[str, Any]:
+    """Check that ``model_dir`` looks like a llava-hf directory; return its config.json contents."""
+    if not model_dir or not os.path.isdir(model_dir):
+        raise ModelLoadError(f"VLLM directory {model_dir!r} does not exist: pass a local llava-hf style directory "
+                             "(e.g. a download of llava-hf/llava-1.5-7b-hf or the output of `egoframe vllm train`)")
+    config_path = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(config_path):
+        raise ModelLoadError(f"{model_dir} has no config.json: not a transformers model directory")
+    try:
+        with open(config_path) as f:
+            config = json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{config_path} is not readable JSON: {exc}") from None
+    if config.get("model_type") != "llava":
+        raise ModelLoadError(f"{model_dir} holds a {config.get('model_type')!r} model, not a LLaVA "
+                             "(model_type 'llava', LlavaForConditionalGeneration)")
+    names = set(os.listdir(model_dir))
+    if not any(n.endswith(".safetensors") for n in names):
+        raise ModelLoadError(f"{model_dir} has no *.safetensors weights (pickled .bin weights are not loaded)")
+    if not names.intersection(_PROCESSOR_FILES):
+        raise ModelLoadError(f"{model_dir} has no processor_config.json/preprocessor_config.json: "
+                             "save the LlavaProcessor next to the model")
+    if not names.intersection(_TOKENIZER_FILES):
+        raise ModelLoadError(f"{model_dir} has no tokenizer files (tokenizer.json or tokenizer.model)")
+    return config
+
+
+def load_vllm(model_dir: str, *, device: str | None = None, dtype: "str | torch.dtype | None" = None) -> Vllm:
+    """Load a LLaVA (model + processor) from a local llava-hf style directory.
+
+    ``dtype`` defaults to the one the weights were saved in; ``device`` to CPU. Raises
+    :class:`~egoframe.errors.ModelLoadError` with a one-line reason for anything that is not such a directory.
+    """
+    check_vllm_dir(model_dir)
+    torch_dtype = _parse_dtype(dtype)
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        model = LlavaForConditionalGeneration.from_pretrained(
+            model_dir, dtype=torch_dtype if torch_dtype is not None else "auto", local_files_only=True,
+            use_safetensors=True)
+        processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot load the LLaVA in {model_dir}: {first}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    vllm = Vllm(model=model, processor=processor)
+    check_processor_fits(vllm, model_dir)
+    return vllm
+
+
+def check_processor_fits(vllm: Vllm, where: str = "the VLLM") -> None:
+    """The processor must expand ``<image>`` into exactly as many tokens as the vision tower yields."""
+    processor, config = vllm.processor, vllm.model.config
+    if type(processor).__name__ != "LlavaProcessor":
+        raise ModelLoadError(f"{where}: expected a LlavaProcessor, found {type(processor).__name__}")
+    crop = getattr(processor.image_processor, "crop_size", None)
+    size = crop.get("height") if isinstance(crop, dict) else getattr(crop, "height", None)
+    if size is not None and size != config.vision_config.image_size:
+        raise ModelLoadError(f"{where}: the image processor crops to {size} px but the vision tower expects "
+                             f"{config.vision_config.image_size} px")
+    if processor.patch_size is not None and processor.patch_size != config.vision_config.patch_size:
+        raise ModelLoadError(f"{where}: processor patch size {processor.patch_size} != vision tower patch size "
+                             f"{config.vision_config.patch_size}")
+    if size is not None and processor.patch_size:
+        expands_to = (size // processor.patch_size) ** 2 + (processor.num_additional_image_tokens or 0)
+        if processor.vision_feature_select_strategy == "default":
+            expands_to -= 1
+        if expands_to != vllm.n_image_tokens:
+            raise ModelLoadError(f"{where}: the processor expands <image> into {expands_to} tokens but the vision "
+                                 f"tower yields {vllm.n_image_tokens} (check num_additional_image_tokens and "
+                                 "vision_feature_select_strategy in processor_config.json)")
+    if processor.image_token_id != config.image_token_id:
+        raise ModelLoadError(f"{where}: the tokenizer's image token id {processor.image_token_id} differs from the "
+                             f"model's image_token_id {config.image_token_id}")

@@ -1,0 +1,455 @@
+"""Visual instruction tuning of a LLaVA on (frame, question, enriched description) examples.
+
+Full fine-tuning or LoRA (peft) of a model loaded from a llava-hf directory, or training the tiny embedded
+LLaVA from scratch when no model is given. The loss is cross-entropy on the answer tokens only. As in LEGO
+(papers/001 §4), a pretrained CLIP vision tower stays frozen while the projector and the LLM are trained; a
+tiny model built from scratch trains its vision tower too (random features would be useless).
+
+Output directory::
+
+    train_config.json          the typed config (also copied into every checkpoint and the final model)
+    base/                      the untrained tiny model + tokenizer (from-scratch runs only)
+    checkpoints/step-XXXXXXXX/ trainable.safetensors, optimizer.safetensors, rng.safetensors, state.json
+    checkpoints/latest         name of the newest complete checkpoint
+    train_log.jsonl            loss per logged step
+    model/                     the trained VLLM in the llava-hf layout (LoRA merged), loadable by load_vllm
+
+Checkpoints are written to a temporary directory and renamed into place, so a kill never leaves a half
+checkpoint that ``--resume`` would pick up; they hold the trainable weights, the optimizer state, the torch
+RNG states and the data position (epoch, index), which make a resumed run continue exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Callable
+
+from egoframe.errors import ConfigError, InputError
+from egoframe.vllm.tiny import TinyVllmConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from egoframe.vllm.model import Vllm
+
+TRAIN_CONFIG_FILE = "train_config.json"
+
+
+@dataclass
+class VllmTrainConfig:
+    data_dir: str
+    out_dir: str
+    model_dir: str | None = None  # None: build the tiny embedded LLaVA and train it from scratch
+    mode: str = "full"  # "full" | "lora"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    train_vision_tower: bool | None = None  # None: only when training from scratch
+    epochs: int = 3  # LEGO fine-tunes for 3 epochs
+    max_steps: int | None = None  # stop earlier than `epochs` (counts optimizer steps)
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float | None = None  # None: 1e-3 from scratch, 2e-4 LoRA, 2e-5 full fine-tuning
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+    gradient_checkpointing: bool = False
+    precision: str = "auto"  # "auto" (bf16 autocast on a bf16-capable GPU, else fp32) | "fp32" | "bf16"
+    device: str | None = None  # None: cuda if available, else cpu
+    seed: int = 0
+    save_every: int = 200  # optimizer steps between checkpoints (one is always written at the end)
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    train_splits: tuple[str, ...] = ("train",)
+    num_threads: int | None = 2  # CPU threads for torch (None: leave torch's default)
+    tiny: TinyVllmConfig = field(default_factory=TinyVllmConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tiny, dict):
+            self.tiny = TinyVllmConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.tiny.items()})
+        self.lora_targets = tuple(self.lora_targets)
+        self.train_splits = tuple(self.train_splits)
+        if self.mode not in ("full", "lora"):
+            raise ConfigError(f"mode must be 'full' or 'lora', got {self.mode!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.batch_size < 1 or self.grad_accum < 1 or self.epochs < 1:
+            raise ConfigError("batch_size, grad_accum and epochs must be >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError("max_steps must be >= 1")
+        if self.save_every < 1 or self.log_every < 1:
+            raise ConfigError("save_every and log_every must be >= 1")
+
+    @property
+    def from_scratch(self) -> bool:
+        return self.model_dir is None
+
+    def resolved_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 1e-3 if self.from_scratch else (2e-4 if self.mode == "lora" else 2e-5)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "VllmTrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown VLLM training config keys: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def save(self, path: str) -> None:
+        _atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True))
+
+
+# Settings that may differ between a run and its resumption (how long to go on, how often to save/log).
+_RESUMABLE_CHANGES = {"epochs", "max_steps", "save_every", "keep_checkpoints", "log_every", "num_threads", "device"}
+
+
+@dataclass
+class TrainResult:
+    model_dir: str
+    steps: int
+    final_loss: float
+    seconds: float
+    n_examples: int
+
+
+# ----------------------------------------------------------------------------------------- file helpers
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _save_tensors(tensors: dict[str, "torch.Tensor"], path: str, metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, path, metadata=metadata)
+
+
+def _optimizer_to_files(optimizer: "torch.optim.Optimizer") -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
+    """Optimizer state as (tensors for safetensors, JSON-able rest): no pickle."""
+    import torch
+
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _optimizer_from_files(tensors: dict[str, "torch.Tensor"], rest: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in list(tensors.items()) + list(rest["scalars"].items()):
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+# ----------------------------------------------------------------------------------------- model setup
+
+
+def _build_or_load(config: VllmTrainConfig, examples, resume: bool) -> "Vllm":
+    from egoframe.vllm.model import load_vllm
+    from egoframe.vllm.tiny import build_tiny_vllm, build_word_tokenizer, tokenizer_corpus
+
+    if not config.from_scratch:
+        return load_vllm(config.model_dir)
+    base_dir = os.path.join(config.out_dir, "base")
+    if resume and os.path.isdir(base_dir):
+        return load_vllm(base_dir)
+    # The vocabulary comes from the training descriptions only; held-out descriptions stay unseen.
+    all_actions = [ex.action for ex in examples]
+    tokenizer = build_word_tokenizer(tokenizer_corpus([ex.description for ex in examples], all_actions))
+    vllm = build_tiny_vllm(tokenizer, config.tiny, seed=config.seed)
+    tmp = f"{base_dir}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    vllm.save_pretrained(tmp)
+    shutil.rmtree(base_dir, ignore_errors=True)
+    os.replace(tmp, base_dir)
+    return load_vllm(base_dir)  # reload so that a resumed run starts from the very same objects
+
+
+def _prepare_trainable(vllm: "Vllm", config: VllmTrainConfig):
+    """Freeze/unfreeze per config; wrap with LoRA if asked. Returns the module to train."""
+    model = vllm.model
+    train_vision = config.from_scratch if config.train_vision_tower is None else config.train_vision_tower
+    for name, param in model.named_parameters():
+        param.requires_grad = train_vision or "vision_tower" not in name
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        targets = "|".join(config.lora_targets)
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          target_modules=rf".*language_model.*\.({targets})",
+                          modules_to_save=["multi_modal_projector"] + (["vision_tower"] if train_vision else []))
+        model = get_peft_model(model, lora)
+    return model
+
+
+def _autocast(config: VllmTrainConfig, device: "torch.device"):
+    import contextlib
+
+    import torch
+
+    if config.precision == "fp32":
+        return contextlib.nullcontext()
+    if config.precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------------------- checkpoints
+
+
+def _checkpoint_dir(out_dir: str) -> str:
+    return os.path.join(out_dir, "checkpoints")
+
+
+def latest_checkpoint(out_dir: str) -> str | None:
+    """The newest complete checkpoint of a training run, or None."""
+    pointer = os.path.join(_checkpoint_dir(out_dir), "latest")
+    if not os.path.exists(pointer):
+        return None
+    with open(pointer) as f:
+        name = f.read().strip()
+    path = os.path.join(_checkpoint_dir(out_dir), name)
+    return path if os.path.isdir(path) else None
+
+
+def _save_checkpoint(config: VllmTrainConfig, model, optimizer, step: int, epoch: int, position: int,
+                     loss: float) -> str:
+    import torch
+
+    root = _checkpoint_dir(config.out_dir)
+    os.makedirs(root, exist_ok=True)
+    name = f"step-{step:08d}"
+    final = os.path.join(root, name)
+    tmp = os.path.join(root, f".{name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    _save_tensors(trainable, os.path.join(tmp, "trainable.safetensors"))
+    opt_tensors, opt_rest = _optimizer_to_files(optimizer)
+    _save_tensors(opt_tensors, os.path.join(tmp, "optimizer.safetensors"))
+    rng = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            rng[f"torch_cuda_{i}"] = s
+    _save_tensors(rng, os.path.join(tmp, "rng.safetensors"))
+    state = {"step": step, "epoch": epoch, "position": position, "loss": loss, "optimizer": opt_rest}
+    _atomic_write_text(os.path.join(tmp, "state.json"), json.dumps(state, indent=2))
+    config.save(os.path.join(tmp, TRAIN_CONFIG_FILE))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    _atomic_write_text(os.path.join(root, "latest"), name)
+    existing = sorted(n for n in os.listdir(root) if n.startswith("step-"))
+    for old in existing[:-config.keep_checkpoints]:
+        shutil.rmtree(os.path.join(root, old), ignore_errors=True)
+    return final
+
+
+def _load_checkpoint(path: str, model, optimizer) -> dict[str, Any]:
+    import torch
+    from safetensors.torch import load_file
+
+    trainable = load_file(os.path.join(path, "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in trainable]
+    if missing or set(trainable) - set(params):
+        raise InputError(f"checkpoint {path} does not fit this model (e.g. {(missing or sorted(trainable))[0]}): "
+                         "was it made with another --mode or model?")
+    with torch.no_grad():
+        for name, tensor in trainable.items():
+            params[name].copy_(tensor)
+    with open(os.path.join(path, "state.json")) as f:
+        state = json.load(f)
+    device = next(model.parameters()).device
+    opt_tensors = {k: v.to(device) if not k.endswith(".step") else v
+                   for k, v in load_file(os.path.join(path, "optimizer.safetensors")).items()}
+    optimizer.load_state_dict(_optimizer_from_files(opt_tensors, state["optimizer"]))
+    rng = load_file(os.path.join(path, "rng.safetensors"))
+    torch.set_rng_state(rng["torch_cpu"])
+    cuda = [rng[k] for k in sorted(rng) if k.startswith("torch_cuda_")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    return state
+
+
+def _check_resume_config(config: VllmTrainConfig) -> None:
+    path = os.path.join(config.out_dir, TRAIN_CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    now = json.loads(json.dumps(config.to_dict()))
+    changed = sorted(k for k in set(saved) | set(now) if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k))
+    if changed:
+        raise ConfigError(f"cannot resume {config.out_dir}: its run used different {', '.join(changed)}; "
+                          "use the same settings or a new --out")
+
+
+# ----------------------------------------------------------------------------------------- the loop
+
+
+class _ImageCache:
+    """Decoded frames kept in memory: small data sets are read from disk once, not once per epoch."""
+
+    def __init__(self, limit: int = 50_000):
+        self.limit = limit
+        self.images: dict[str, Any] = {}
+
+    def __call__(self, path: str):
+        from egoframe.vllm.embeddings import to_pil
+
+        image = self.images.get(path)
+        if image is None:
+            image = to_pil(path)
+            if len(self.images) < self.limit:
+                self.images[path] = image
+        return image
+
+
+def train_vllm(config: VllmTrainConfig, *, resume: bool = False,
+               progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Run (or resume) visual instruction tuning; returns where the trained VLLM was written."""
+    import torch
+
+    from egoframe.vllm.data import encode_instruction_batch, epoch_order, load_instruction_examples, template_choices
+
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    examples = load_instruction_examples(config.data_dir, splits=config.train_splits)
+    checkpoint = latest_checkpoint(config.out_dir) if resume else None
+    if resume:
+        _check_resume_config(config)
+    elif os.path.isdir(config.out_dir) and latest_checkpoint(config.out_dir):
+        raise InputError(f"{config.out_dir} already holds a training run: pass --resume to continue it, "
+                         "or choose a new --out")
+    os.makedirs(config.out_dir, exist_ok=True)
+    config.save(os.path.join(config.out_dir, TRAIN_CONFIG_FILE))
+
+    torch.manual_seed(config.seed)
+    vllm = _build_or_load(config, examples, resume)
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    vllm.model.to(device)
+    model = _prepare_trainable(vllm, config)
+    model.train()
+    lr = config.resolved_lr()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=config.weight_decay)
+
+    steps_per_epoch = math.ceil(len(examples) / (config.batch_size * config.grad_accum))
+    total_steps = steps_per_epoch * config.epochs
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    step, epoch, position, loss_value = 0, 0, 0, float("nan")
+    if checkpoint:
+        state = _load_checkpoint(checkpoint, model, optimizer)
+        step, epoch, position, loss_value = state["step"], state["epoch"], state["position"], state["loss"]
+
+    log_path = os.path.join(config.out_dir, "train_log.jsonl")
+    images = _ImageCache()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_steps, initial=step, desc="vllm train", unit="step", dynamic_ncols=True)
+    started = time.monotonic()
+    last_saved = step
+    try:
+        while step < total_steps:
+            order = epoch_order(len(examples), config.seed, epoch)
+            templates = template_choices(len(examples), config.seed, epoch)
+            if position >= len(order):
+                epoch, position = epoch + 1, 0
+                continue
+            for group in optimizer.param_groups:
+                group["lr"] = lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+            optimizer.zero_grad(set_to_none=True)
+            total_loss, n_micro = 0.0, 0
+            for _ in range(config.grad_accum):
+                idx = order[position:position + config.batch_size]
+                if not idx:
+                    break
+                position += len(idx)
+                batch = encode_instruction_batch(
+                    vllm, [images(examples[i].image_path) for i in idx], [examples[i].action for i in idx],
+                    [examples[i].description for i in idx], [templates[i] for i in idx])
+                batch = {k: v.to(device) for k, v in batch.items()}
+                batch["pixel_values"] = batch["pixel_values"].to(vllm.dtype)
+                with _autocast(config, device):
+                    loss = model(**batch).loss
+                (loss / config.grad_accum).backward()
+                total_loss += float(loss.detach())
+                n_micro += 1
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+            optimizer.step()
+            step += 1
+            loss_value = total_loss / max(1, n_micro)
+            if not math.isfinite(loss_value):
+                raise InputError(f"training diverged at step {step} (loss {loss_value}): lower --lr")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.3f}", epoch=epoch)
+            if on_step is not None:
+                on_step(step, loss_value)
+            if step % config.log_every == 0 or step == total_steps:
+                with open(log_path, "a") as f:
+                    f.write(json.dumps({"step": step, "epoch": epoch, "loss": loss_value,
+                                        "seconds": round(time.monotonic() - started, 2)}) + "\n")
+            if step % config.save_every == 0 and step < total_steps:
+                _save_checkpoint(config, model, optimizer, step, epoch, position, loss_value)
+                last_saved = step
+    finally:
+        if bar is not None:
+            bar.close()
+    if last_saved != step or not latest_checkpoint(config.out_dir):
+        _save_checkpoint(config, model, optimizer, step, epoch, position, loss_value)
+    model_dir = _export(config, vllm, model)
+    return TrainResult(model_dir=model_dir, steps=step, final_loss=loss_value,
+                       seconds=time.monotonic() - started, n_examples=len(examples))
+
+
+def _export(config: VllmTrainConfig, vllm: "Vllm", model) -> str:
+    """Write the trained model (LoRA merged into the weights) as a llava-hf directory."""
+    from egoframe.vllm.model import Vllm
+
+    if config.mode == "lora":
+        model = model.merge_and_unload()
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_disable()
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad = True
+    out = os.path.join(config.out_dir, "model")
+    tmp = f"{out}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    Vllm(model=model, processor=vllm.processor).save_pretrained(tmp)
+    config.save(os.path.join(tmp, TRAIN_CONFIG_FILE))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
