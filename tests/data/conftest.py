@@ -38,12 +38,15 @@ def decode_index(image: np.ndarray) -> int:
 
 
 def make_video(path: str | os.PathLike, num_frames: int, fps: int = 10, gop: int = 8,
-               sharp: set[int] | None = None, width: int = WIDTH, height: int = HEIGHT) -> str:
+               sharp: set[int] | None = None, width: int = WIDTH, height: int = HEIGHT,
+               faststart: bool = False) -> str:
     import av
 
     sharp = sharp or set()
     os.makedirs(os.path.dirname(str(path)) or ".", exist_ok=True)
-    with av.open(str(path), "w") as container:
+    # faststart puts the index (moov) first, so a truncated file still opens, as a partial download does.
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"g": str(gop), "crf": "12", "preset": "ultrafast"}
