@@ -48,6 +48,8 @@ class FakeChatServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+            # headers and body go out as two writes; with Nagle + delayed ACK each answer would wait ~40 ms
+            disable_nagle_algorithm = True
 
             def log_message(self, *args) -> None:  # silence per-request stderr lines
                 pass
@@ -78,7 +80,11 @@ class FakeChatServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (its timeout): exactly what a "timeout" fault provokes
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        class Server(ThreadingHTTPServer):
+            # the default listen backlog of 5 drops connections when 32 clients connect at once
+            request_queue_size = 256
+
+        self._httpd = Server(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True  # a handler still sleeping in a "timeout" fault must not block exit
         self._thread: threading.Thread | None = None
 
@@ -162,3 +168,27 @@ def key_for(record, template=None) -> str:
 def _action_of(query: str) -> str:
     match = re.search(r"Action: (.*)", query)
     return match.group(1).strip() if match else "the action"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m egoframe.enrichment.testing --latency 0.05``: serve fault-free until killed.
+
+    Prints the base URL as its first line. The benchmark runs the server in its own process so that the
+    server's threads do not compete with the measured client for the GIL.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description="fault-free fake OpenAI-compatible chat server")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    server = FakeChatServer(FaultPlan(latency=args.latency), port=args.port)
+    print(server.base_url, flush=True)
+    try:
+        server._httpd.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
