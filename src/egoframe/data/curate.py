@@ -40,7 +40,7 @@ import numpy as np
 
 from egoframe.data.records import ActionRecord, Box, RECORDS_FILE, load_records, save_records
 from egoframe.data.report import Skip
-from egoframe.errors import ConfigError, EgoframeError, InputError
+from egoframe.errors import ConfigError, EgoframeError, InputError, MissingWeightsError
 
 FORMATS = ("epic100", "ego4d", "ip2p", "magicbrush", "reason-edit")
 VIDEO_FORMATS = ("epic100", "ego4d")
@@ -277,8 +277,10 @@ def curate_unit(unit: WorkUnit, config: CurationConfig) -> UnitResult:
             result = _curate_video_unit(unit, config)
         else:
             result = _curate_image_unit(unit, config)
-    except EgoframeError as exc:
+    except InputError as exc:  # the unit's data is bad (unreadable video, missing folder): journal it
         result = UnitResult(unit.unit_id, [], [Skip(r.id, str(exc), "frames") for r in unit.records])
+    except EgoframeError:
+        raise  # missing weights or a bad config concerns every unit: stop and say so
     except Exception as exc:  # noqa: BLE001 - one broken unit must not stop the run
         return UnitResult(unit.unit_id, [], [Skip(r.id, f"unexpected error: {exc!r}", "frames") for r in unit.records])
     atomic_write_json(done_path(config.out, unit.unit_id), {
@@ -534,6 +536,12 @@ def load_config(root: str) -> CurationConfig:
         return CurationConfig.from_dict(json.load(handle))
 
 
+def skip_kind(reason: str) -> str:
+    """The reason's leading words, without numbers, paths or details: the key the report counts by."""
+    head = re.split(r"[:(]|(?<!\w)\d| /| at line| in ", reason, maxsplit=1)[0]
+    return head.strip() or reason
+
+
 def finalize(config: CurationConfig, results: list[UnitResult], read_skips: list[Skip], n_read: int) -> dict:
     # Unit order, not completion order, so that parallel and cluster runs write identical files.
     results = sorted(results, key=lambda res: res.unit_id)
@@ -543,7 +551,7 @@ def finalize(config: CurationConfig, results: list[UnitResult], read_skips: list
     save_records(records, os.path.join(config.out, ALL_PAIRS_FILE))
     kept, filter_counts = _select(records, config)
     save_records(kept, os.path.join(config.out, RECORDS_FILE))
-    reasons = Counter(re.split(r"[:(]", s.reason, maxsplit=1)[0].strip() for s in skips)
+    reasons = Counter(skip_kind(s.reason) for s in skips)
     report = {
         "format": config.format,
         "counts": {"records_read": n_read, "pairs_curated": len(records), "skipped": len(skips),
@@ -561,6 +569,7 @@ def finalize(config: CurationConfig, results: list[UnitResult], read_skips: list
 def prepare(config: CurationConfig) -> tuple[list[WorkUnit], list[Skip], int]:
     """Validate, check the output dir belongs to this run's settings, read and plan. No frames decoded."""
     config.validate()
+    check_scorer_files(config)
     os.makedirs(config.out, exist_ok=True)
     config_path = os.path.join(config.out, CONFIG_FILE)
     if os.path.exists(config_path):
@@ -570,9 +579,32 @@ def prepare(config: CurationConfig) -> tuple[list[WorkUnit], list[Skip], int]:
             raise InputError(f"{config.out} was curated with other settings ({', '.join(changed)} differ): "
                              "use a new --out directory")
     atomic_write_json(config_path, config.to_dict())
+    _remove_stale_temp_files(config.out)
     records, read_skips = read_annotations(config)
     units, plan_skips = plan_units(records, config)
     return units, read_skips + plan_skips, len(records)
+
+
+def check_scorer_files(config: CurationConfig) -> None:
+    """Fail before any decoding when the LAION/CLIP files are missing (models load later, in the workers)."""
+    from egoframe.data.scoring import LaionHead
+
+    if config.scorer == "laion":
+        LaionHead(config.laion_head)  # small: reads the head and checks its layout
+    if config.scorer == "laion" or config.clip_dir:
+        if not config.clip_dir or not os.path.isfile(os.path.join(config.clip_dir, "config.json")):
+            raise MissingWeightsError(
+                f"CLIP model directory not found: {config.clip_dir!r}; provide a local CLIP ViT-L/14 directory "
+                "(config.json, model.safetensors, preprocessor_config.json) with --clip")
+
+
+def _remove_stale_temp_files(out: str) -> None:
+    """Delete ``*.tmp-<pid>`` files a killed run left half-written (their final names were never made)."""
+    for folder in (os.path.join(out, "work", "done"), os.path.join(out, "shards")):
+        for dirpath, _, files in os.walk(folder):
+            for name in files:
+                if ".tmp-" in name:
+                    os.remove(os.path.join(dirpath, name))
 
 
 def curate(config: CurationConfig) -> dict:
