@@ -1,0 +1,55 @@
+"""`egoframe generate`: one frame, a folder of frames, or a CSV/JSONL of (image, action) rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from egoframe.errors import InputError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate", help="Generate the frame showing an action done in an input frame.")(generate)
+
+
+def generate(
+    image: Optional[Path] = typer.Option(None, "--image", "-i", help="Input frame, or a folder of frames."),
+    action: Optional[str] = typer.Option(None, "--action", "-a", help='Action label, e.g. "cut tomato".'),
+    description: Optional[str] = typer.Option(None, "--description", "-d", help="Enriched description of the action."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output image (single) or folder (batch)."),
+    batch: Optional[Path] = typer.Option(
+        None, "--batch", help="CSV or JSONL with columns image, action[, description, out]."
+    ),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="egoframe or Stable Diffusion 1.5 directory."),
+    steps: int = typer.Option(100, "--steps", min=1, max=1000, help="Denoising steps (paper: 100)."),
+    image_scale: float = typer.Option(7.5, "--image-scale", help="Image guidance scale s_x (paper: 7.5)."),
+    text_scale: float = typer.Option(1.5, "--text-scale", help="Text guidance scale s_c (paper: 1.5)."),
+    seed: int = typer.Option(0, "--seed", help="Seed; row k of a batch uses seed + k."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Frames generated per forward pass."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Regenerate outputs that already exist."),
+    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda."),
+) -> None:
+    from egoframe.pipelines.batch import GenerateSettings, generate_rows, rows_from_inputs
+
+    rows = rows_from_inputs(image=image, action=action, description=description, out=out, batch=batch)
+    settings = GenerateSettings(
+        model=str(model) if model else None,
+        steps=steps,
+        image_guidance_scale=image_scale,
+        guidance_scale=text_scale,
+        seed=seed,
+        batch_size=batch_size,
+        overwrite=overwrite,
+        device=device,
+    )
+    report = generate_rows(rows, settings)
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
+    for path in report.written:
+        typer.echo(str(path))
+    if report.skipped:
+        typer.echo(f"{len(report.skipped)} output(s) already existed and were kept (use --overwrite)", err=True)
+    if not report.written and not report.skipped:
+        raise InputError("nothing was generated")

@@ -1,0 +1,103 @@
+"""Tiny LEGO configurations built in code (a few million parameters, 32-128 px).
+
+Used by the tests and, until trained weights ship, as the embedded default. Every part has the
+class and file layout of its Stable Diffusion 1.5 counterpart, so tiny and real models share one
+code path: only the sizes differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+
+@dataclass
+class TinyConfig:
+    resolution: int = 64  # pixels; the VAE halves it, so the UNet works on resolution/2 latents
+    vae_channels: tuple[int, ...] = (32, 64)
+    unet_channels: tuple[int, ...] = (32, 64, 64)
+    cross_attention_dim: int = 64
+    attention_head_dim: int = 8
+    text_layers: int = 2
+    text_heads: int = 4
+    conditioning: dict = field(
+        default_factory=lambda: dict(d_llm=64, num_image_tokens=16, num_text_tokens=77, text_transformer_heads=4)
+    )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tiny_components(config: TinyConfig | None = None, ablation: str = "lego", seed: int = 0, **conditioning):
+    """Random-weight components of a tiny LEGO pipeline, deterministic for a seed."""
+    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from egoframe.models.conditioning import ABLATIONS, LegoConditioning
+    from egoframe.models.text import build_tiny_clip_tokenizer
+
+    config = config or TinyConfig()
+    if ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}; choose from {sorted(ABLATIONS)}")
+    down = len(config.vae_channels) - 1
+    if config.resolution % (2**down * 2 ** (len(config.unet_channels) - 1)):
+        raise ValueError(f"resolution {config.resolution} must be divisible by the VAE and UNet downsampling")
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        groups = min(16, min(config.vae_channels))
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * len(config.vae_channels),
+            up_block_types=("UpDecoderBlock2D",) * len(config.vae_channels),
+            block_out_channels=config.vae_channels,
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=groups,
+            sample_size=config.resolution,
+        )
+        n = len(config.unet_channels)
+        unet = UNet2DConditionModel(
+            sample_size=config.resolution // 2**down,
+            in_channels=8,
+            out_channels=4,
+            down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
+            up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
+            block_out_channels=config.unet_channels,
+            layers_per_block=1,
+            cross_attention_dim=config.cross_attention_dim,
+            attention_head_dim=config.attention_head_dim,
+            norm_num_groups=min(16, min(config.unet_channels)),
+        )
+        tokenizer = build_tiny_clip_tokenizer()
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=config.cross_attention_dim,
+                intermediate_size=2 * config.cross_attention_dim,
+                num_hidden_layers=config.text_layers,
+                num_attention_heads=config.text_heads,
+                max_position_embeddings=tokenizer.model_max_length,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+        cond_kwargs = {**config.conditioning, **ABLATIONS[ablation], **conditioning}
+        cond = LegoConditioning(cross_attention_dim=config.cross_attention_dim, **cond_kwargs)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    scheduler = EulerAncestralDiscreteScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"
+    )
+    return dict(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler, conditioning=cond
+    )
+
+
+def tiny_pipeline(config: TinyConfig | None = None, ablation: str = "lego", seed: int = 0, **conditioning):
+    from egoframe.pipelines.lego import LegoPipeline
+
+    return LegoPipeline(**tiny_components(config, ablation=ablation, seed=seed, **conditioning))

@@ -1,0 +1,292 @@
+"""LEGO inference: input frame + action (+ enriched description, + VLLM embeddings) -> action frame.
+
+The pipeline only wires parts together (diffusers style): ψ is the CLIP text encoder, the conditioning
+module builds C = [ψ(R); σ(H_i); π(μ(H_t))], the 8-channel UNet denoises concat(noisy latent, input
+latent), any diffusers scheduler steps. Guidance is InstructPix2Pix's dual classifier-free guidance
+(Brooks et al. 2023, Eq. 3), used unchanged by LEGO (papers/001 Sec. 3.3):
+
+    ε = ε(∅,∅) + s_x·(ε(x,∅) − ε(∅,∅)) + s_c·(ε(x,c) − ε(x,∅))
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers.schedulers import KarrasDiffusionSchedulers  # noqa: F401  (any diffusers scheduler works)
+from diffusers.utils import BaseOutput
+from PIL import Image
+
+from egoframe.errors import InputError
+from egoframe.models.conditioning import LegoConditioning
+from egoframe.models.text import encode_text
+from egoframe.utils.images import fit_to_resolution, pil_to_tensor, tensor_to_pil, to_rgb
+
+logger = logging.getLogger(__name__)
+
+MAX_ACTION_CHARS = 2000
+
+
+@dataclass
+class LegoPipelineOutput(BaseOutput):
+    images: list[Image.Image] | torch.Tensor
+    notes: list[str]
+
+
+def encode_image_latents(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
+    """VAE latents of the input frames, the mode and unscaled, as InstructPix2Pix conditions on them.
+
+    Shared by training and inference so both feed the UNet the same thing. images: (B, 3, H, W) in [-1, 1].
+    """
+    return vae.encode(images.to(device=vae.device, dtype=vae.dtype)).latent_dist.mode()
+
+
+class LegoPipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "text_encoder->conditioning->unet->vae"
+
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, conditioning: LegoConditioning):
+        super().__init__()
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            conditioning=conditioning,
+        )
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def resolution(self) -> int:
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    # ------------------------------------------------------------------ parts of __call__
+    def prepare_images(self, image, notes: list[str]) -> torch.Tensor:
+        """PIL image(s) or a (B, 3, H, W) tensor in [-1, 1] -> (B, 3, R, R) tensor at the model's resolution."""
+        if isinstance(image, torch.Tensor):
+            if image.dim() != 4 or image.shape[1] != 3:
+                raise InputError(f"image tensor must be (B, 3, H, W), got {tuple(image.shape)}")
+            if image.shape[-2:] != (self.resolution, self.resolution):
+                notes.append(f"image tensor resized from {tuple(image.shape[-2:])} to {self.resolution}px")
+                image = torch.nn.functional.interpolate(
+                    image.float(), size=(self.resolution,) * 2, mode="bicubic", align_corners=False
+                ).clamp(-1, 1)
+            return image
+        images = [image] if isinstance(image, Image.Image) else list(image)
+        if not images or not all(isinstance(im, Image.Image) for im in images):
+            raise InputError("image must be a PIL image, a list of PIL images or a (B, 3, H, W) tensor")
+        prepared = [
+            fit_to_resolution(to_rgb(im, f"image {i}", notes), self.resolution, f"image {i}", notes)
+            for i, im in enumerate(images)
+        ]
+        return pil_to_tensor(prepared)
+
+    def condition_texts(self, actions: Sequence[str], descriptions: Sequence[str | None]) -> list[str]:
+        """The text ψ reads: the enriched description, or the bare label for label-trained models."""
+        if self.conditioning.config.text_source == "label":
+            return list(actions)
+        texts = []
+        for action, description in zip(actions, descriptions):
+            if description:
+                texts.append(description)
+            else:
+                logger.warning(
+                    "no enriched description for %r: this model was trained on descriptions, using the label",
+                    action,
+                )
+                texts.append(action)
+        return texts
+
+    def encode_condition(
+        self,
+        texts: Sequence[str],
+        vllm_image_tokens: torch.Tensor | None,
+        vllm_text_tokens: torch.Tensor | None,
+        vllm_text_mask: torch.Tensor | None,
+        drop: bool,
+        long_text: str = "truncate",
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """C for real texts (drop=False) or the null condition (drop=True: empty prompt, zeroed VLLM tokens)."""
+        batch = len(texts)
+        prompts = [""] * batch if drop else list(texts)
+        states = encode_text(self.tokenizer, self.text_encoder, prompts, long_text=long_text)  # (B, 77, D)
+        states = states.to(dtype=self.unet.dtype)
+        drop_mask = torch.full((batch,), drop, dtype=torch.bool, device=states.device)
+        return self.conditioning(
+            states,
+            vllm_image_tokens=_to(vllm_image_tokens, states),
+            vllm_text_tokens=_to(vllm_text_tokens, states),
+            vllm_text_mask=_to(vllm_text_mask, states),
+            drop_vllm=drop_mask if self.conditioning.needs_vllm else None,
+        )
+
+    def predict_noise(
+        self,
+        latents: torch.Tensor,
+        t,
+        image_latents: torch.Tensor,
+        cond: torch.Tensor,
+        cond_mask: torch.Tensor | None,
+        null: torch.Tensor,
+        null_mask: torch.Tensor | None,
+        image_guidance_scale: float,
+        guidance_scale: float,
+        batch_branches: bool = True,
+    ) -> torch.Tensor:
+        """Guided ε for one step. The three branches (x,c), (x,∅), (∅,∅) run as one batch by default."""
+        zeros = torch.zeros_like(image_latents)
+        branches = [(cond, cond_mask, image_latents), (null, null_mask, image_latents), (null, null_mask, zeros)]
+        if batch_branches:
+            scaled = self.scheduler.scale_model_input(torch.cat([latents] * 3), t)
+            model_in = torch.cat([scaled, torch.cat([b[2] for b in branches])], dim=1)  # (3B, 8, h, w)
+            states = torch.cat([b[0] for b in branches])  # (3B, L, D)
+            mask = None if cond_mask is None else torch.cat([b[1] for b in branches])
+            eps = self.unet(model_in, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
+            eps_text, eps_image, eps_uncond = eps.chunk(3)
+        else:
+            outs = []
+            for states, mask, img in branches:
+                scaled = self.scheduler.scale_model_input(latents, t)
+                model_in = torch.cat([scaled, img], dim=1)
+                outs.append(self.unet(model_in, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample)
+            eps_text, eps_image, eps_uncond = outs
+        return (
+            eps_uncond
+            + image_guidance_scale * (eps_image - eps_uncond)
+            + guidance_scale * (eps_text - eps_image)
+        )
+
+    # ------------------------------------------------------------------ __call__
+    @torch.no_grad()
+    def __call__(
+        self,
+        image,
+        action: str | Sequence[str],
+        description: str | Sequence[str | None] | None = None,
+        vllm_image_tokens: torch.Tensor | None = None,
+        vllm_text_tokens: torch.Tensor | None = None,
+        vllm_text_mask: torch.Tensor | None = None,
+        num_inference_steps: int = 100,
+        image_guidance_scale: float = 7.5,
+        guidance_scale: float = 1.5,
+        num_images_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "pil",
+        long_text: str = "truncate",
+        batch_branches: bool = True,
+        progress: bool = True,
+    ) -> LegoPipelineOutput:
+        """Generate the frame(s) showing ``action`` carried out in ``image``.
+
+        image:  a PIL image, a list of them, or a (B, 3, H, W) tensor in [-1, 1]; resized to the
+                model's square resolution (stated in ``notes``).
+        action: one label per image ("cut tomato"); a single string is used for every image.
+        description: the enriched description(s) ψ reads (ignored by label-trained models).
+        vllm_*: precomputed VLLM embeddings H_i (B, n_img, d_llm), H_t (B, N, d_llm) and mask (B, N),
+                required when the model conditions on them.
+        guidance_scale is the text scale s_c, image_guidance_scale the image scale s_x (LEGO: 1.5 / 7.5).
+        """
+        notes: list[str] = []
+        if num_inference_steps < 1:
+            raise InputError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if num_images_per_prompt < 1:
+            raise InputError(f"num_images_per_prompt must be >= 1, got {num_images_per_prompt}")
+        if output_type not in ("pil", "pt", "np"):
+            raise InputError(f"output_type must be 'pil', 'pt' or 'np', got {output_type!r}")
+        pixels = self.prepare_images(image, notes)  # (B, 3, R, R)
+        batch = pixels.shape[0]
+        actions = _per_image(action, batch, "action")
+        for a in actions:
+            if not isinstance(a, str) or not a.strip():
+                raise InputError("action text is empty: give the action to carry out, e.g. 'cut tomato'")
+            if len(a) > MAX_ACTION_CHARS:
+                raise InputError(f"action text is {len(a)} characters; at most {MAX_ACTION_CHARS} are accepted")
+        descriptions = _per_image(description, batch, "description") if description is not None else [None] * batch
+        texts = self.condition_texts(actions, descriptions)
+        vllm = self._check_vllm(batch, vllm_image_tokens, vllm_text_tokens, vllm_text_mask)
+
+        device, dtype = self._execution_device, self.unet.dtype
+        cond, cond_mask = self.encode_condition(texts, *vllm, drop=False, long_text=long_text)
+        null, null_mask = self.encode_condition(texts, *vllm, drop=True, long_text=long_text)
+        image_latents = encode_image_latents(self.vae, pixels.to(device)).to(dtype)  # (B, 4, h, w)
+
+        n = num_images_per_prompt
+        if n > 1:
+            cond, null, image_latents = (x.repeat_interleave(n, dim=0) for x in (cond, null, image_latents))
+            cond_mask, null_mask = (None if m is None else m.repeat_interleave(n, dim=0) for m in (cond_mask, null_mask))
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        shape = (batch * n, self.unet.config.out_channels, *image_latents.shape[-2:])
+        latents = _randn(shape, generator, device, dtype) * self.scheduler.init_noise_sigma
+
+        timesteps = self.scheduler.timesteps
+        iterator = self.progress_bar(timesteps) if progress else timesteps
+        for t in iterator:
+            eps = self.predict_noise(
+                latents, t, image_latents, cond, cond_mask, null, null_mask,
+                image_guidance_scale, guidance_scale, batch_branches=batch_branches,
+            )
+            latents = self.scheduler.step(eps, t, latents, generator=generator).prev_sample
+
+        decoded = self.vae.decode(latents / self.vae.config.scaling_factor).sample  # (B*n, 3, R, R)
+        if output_type == "pt":
+            images = decoded
+        elif output_type == "np":
+            images = ((decoded.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        else:
+            images = tensor_to_pil(decoded)
+        return LegoPipelineOutput(images=images, notes=notes)
+
+    def _check_vllm(self, batch, image_tokens, text_tokens, text_mask):
+        c = self.conditioning.config
+        missing = []
+        if c.use_image_tokens and image_tokens is None:
+            missing.append("vllm_image_tokens")
+        if c.use_text_tokens and text_tokens is None:
+            missing.append("vllm_text_tokens")
+        if missing:
+            raise InputError(
+                f"this model conditions on VLLM embeddings; provide {', '.join(missing)} "
+                "(from `egoframe vllm embed`) or use a model trained without them"
+            )
+        for name, tensor in (("vllm_image_tokens", image_tokens), ("vllm_text_tokens", text_tokens), ("vllm_text_mask", text_mask)):
+            if tensor is not None and tensor.shape[0] != batch:
+                raise InputError(f"{name} has batch size {tensor.shape[0]}, but {batch} images were given")
+        return (
+            image_tokens if c.use_image_tokens else None,
+            text_tokens if c.use_text_tokens else None,
+            text_mask if c.use_text_tokens else None,
+        )
+
+
+def _per_image(value, batch: int, name: str) -> list:
+    if isinstance(value, str) or value is None:
+        return [value] * batch
+    values = list(value)
+    if len(values) == 1:
+        return values * batch
+    if len(values) != batch:
+        raise InputError(f"got {len(values)} {name}s for {batch} images")
+    return values
+
+
+def _to(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    return None if tensor is None else tensor.to(device=like.device)
+
+
+def _randn(shape, generator, device, dtype) -> torch.Tensor:
+    from diffusers.utils.torch_utils import randn_tensor
+
+    return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+
+
+def np_images(output: LegoPipelineOutput) -> np.ndarray:
+    return np.stack([np.asarray(im) for im in output.images])

@@ -1,0 +1,148 @@
+"""Loading LEGO pipelines from disk: egoframe model directories and Stable Diffusion 1.5 directories.
+
+Both are diffusers layouts (model_index.json + one folder per component). An egoframe directory is
+loaded as saved; a Stable Diffusion 1.5 directory (unet/, vae/, text_encoder/, tokenizer/, scheduler/)
+gets its UNet grown to 8 input channels and a freshly initialised conditioning module. Every way a
+directory can be wrong ends in a one-line :class:`ModelLoadError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from egoframe.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+SD_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+def load_pipeline(path: str | os.PathLike, device: str | None = None, dtype=None, conditioning=None):
+    """Load an egoframe model directory, or build a LEGO pipeline from a Stable Diffusion directory.
+
+    conditioning: a :class:`LegoConditioningConfig` for the Stable Diffusion case (default: descriptions
+    only, no VLLM tokens, since a bare SD directory comes with no VLLM).
+    """
+    path = os.fspath(path)
+    index = _read_index(path)
+    kind = index.get("_class_name", "")
+    if kind == "LegoPipeline":
+        pipe = _load_egoframe(path)
+    elif kind in ("StableDiffusionPipeline", "StableDiffusionInstructPix2PixPipeline") or _has_sd_folders(path):
+        pipe = from_stable_diffusion(path, conditioning=conditioning)
+    else:
+        raise ModelLoadError(
+            f"{path} is a {kind or 'unknown'} directory; expected an egoframe model or a Stable Diffusion 1.5 "
+            "directory (model_index.json with unet/, vae/, text_encoder/, tokenizer/, scheduler/)"
+        )
+    check_consistency(pipe, path)
+    if device is not None or dtype is not None:
+        pipe.to(device=device, dtype=dtype)
+    return pipe
+
+
+def from_stable_diffusion(path: str, conditioning=None, in_channels: int = 8):
+    """A LEGO pipeline from a local Stable Diffusion 1.5 directory in the diffusers layout."""
+    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from egoframe.models.conditioning import LegoConditioning, LegoConditioningConfig
+    from egoframe.models.unet import grow_conv_in
+    from egoframe.pipelines.lego import LegoPipeline
+
+    missing = [c for c in SD_COMPONENTS if not os.path.isdir(os.path.join(path, c))]
+    if missing:
+        raise ModelLoadError(f"{path} is not a Stable Diffusion directory: missing {', '.join(missing)}/")
+    try:
+        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet")
+        vae = AutoencoderKL.from_pretrained(path, subfolder="vae")
+        text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder")
+        tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer")
+        # LEGO samples with Euler ancestral (papers/001 Sec. 4); keep the checkpoint's beta schedule.
+        scheduler = EulerAncestralDiscreteScheduler.from_pretrained(path, subfolder="scheduler")
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelLoadError(f"cannot load Stable Diffusion components from {path}: {_first_line(exc)}") from None
+    grow_conv_in(unet, in_channels)
+    if conditioning is None:
+        conditioning = LegoConditioningConfig(use_image_tokens=False, use_text_tokens=False)
+    conditioning.cross_attention_dim = unet.config.cross_attention_dim
+    conditioning.num_text_encoder_tokens = tokenizer.model_max_length
+    logger.warning("conditioning module freshly initialised: train it before trusting the outputs")
+    return LegoPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        conditioning=LegoConditioning.from_typed_config(conditioning),
+    )
+
+
+def check_consistency(pipe, path: str = "model") -> None:
+    """Shapes that must agree across components; checked once at load so errors name the cause."""
+    unet, vae, cond = pipe.unet.config, pipe.vae.config, pipe.conditioning.config
+    problems = []
+    if unet.in_channels != 2 * vae.latent_channels:
+        problems.append(f"unet takes {unet.in_channels} channels, expected 2 x {vae.latent_channels} latent channels")
+    if unet.out_channels != vae.latent_channels:
+        problems.append(f"unet outputs {unet.out_channels} channels, the vae has {vae.latent_channels}")
+    if cond.cross_attention_dim != unet.cross_attention_dim:
+        problems.append(
+            f"conditioning width {cond.cross_attention_dim} != unet cross_attention_dim {unet.cross_attention_dim}"
+        )
+    if pipe.text_encoder.config.hidden_size != cond.cross_attention_dim:
+        problems.append(
+            f"text encoder width {pipe.text_encoder.config.hidden_size} != conditioning width {cond.cross_attention_dim}"
+        )
+    if pipe.tokenizer.model_max_length != cond.num_text_encoder_tokens:
+        problems.append(
+            f"tokenizer window {pipe.tokenizer.model_max_length} != conditioning's {cond.num_text_encoder_tokens} tokens"
+        )
+    if problems:
+        raise ModelLoadError(f"{path}: mismatched components: " + "; ".join(problems))
+
+
+def _load_egoframe(path: str):
+    from egoframe.pipelines.lego import LegoPipeline
+
+    index = _read_index(path)
+    missing = [n for n in ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "conditioning")
+               if n not in index or not os.path.isdir(os.path.join(path, n))]
+    if missing:
+        raise ModelLoadError(f"{path} is an incomplete egoframe model: missing {', '.join(missing)}")
+    try:
+        # use_safetensors: a directory without safetensors weights is refused, never unpickled.
+        return LegoPipeline.from_pretrained(path, use_safetensors=True)
+    except (OSError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
+        raise ModelLoadError(f"cannot load egoframe model {path}: {_first_line(exc)}") from None
+
+
+def _read_index(path: str) -> dict:
+    if not os.path.exists(path):
+        raise ModelLoadError(f"model directory not found: {path}")
+    if not os.path.isdir(path):
+        raise ModelLoadError(f"expected a model directory, got a file: {path}")
+    index_file = os.path.join(path, "model_index.json")
+    if not os.path.exists(index_file):
+        if _has_sd_folders(path):
+            return {}
+        raise ModelLoadError(f"{path} has no model_index.json: not a diffusers/egoframe model directory")
+    try:
+        with open(index_file) as fh:
+            index = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{index_file} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+    if not isinstance(index, dict):
+        raise ModelLoadError(f"{index_file} must hold a JSON object")
+    return index
+
+
+def _has_sd_folders(path: str) -> bool:
+    return all(os.path.isdir(os.path.join(path, c)) for c in SD_COMPONENTS)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else exc.__class__.__name__

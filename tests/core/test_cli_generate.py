@@ -1,0 +1,135 @@
+"""`egoframe generate` end to end, in-process, on tiny saved models; each bad input exits 2 with one line."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from egoframe.cli.main import main
+
+
+def run(argv, capsys):
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def frame(path, mode="RGB", size=(50, 42)):
+    arr = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    img = Image.fromarray(arr)
+    if mode == "I;16":
+        img = Image.fromarray(arr[..., 0].astype(np.uint16) * 257)  # uint16 -> mode "I;16"
+    elif mode != "RGB":
+        img = img.convert(mode)
+    img.save(path)
+    return path
+
+
+BASE = ["generate", "--steps", "2"]
+
+
+def test_generate_from_sd15_directory(tiny_sd_dir, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    code, stdout, err = run(BASE + ["--model", str(tiny_sd_dir), "--image", str(frame(tmp_path / "in.png")),
+                                    "--action", "cut tomato", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert Image.open(out).size == (32, 32)
+    assert str(out) in stdout
+
+
+def test_single_frame_with_description_and_seed(tiny_desc_dir, tmp_path, capsys):
+    args = ["--model", str(tiny_desc_dir), "--image", str(frame(tmp_path / "in.png")), "--action", "take cup",
+            "--description", "the person takes the red cup with the left hand", "--seed", "3",
+            "--image-scale", "2", "--text-scale", "1.2"]
+    assert run(BASE + args + ["--out", str(tmp_path / "a.png")], capsys)[0] == 0
+    assert run(BASE + args + ["--out", str(tmp_path / "b.png")], capsys)[0] == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png")))
+
+
+@pytest.mark.parametrize("mode,note", [("L", "L converted to RGB"), ("RGBA", "composited on white"),
+                                       ("I;16", "high bit depth"), ("P", "P converted to RGB")])
+def test_image_modes_are_converted_with_a_note(tiny_desc_dir, tmp_path, capsys, mode, note):
+    src = frame(tmp_path / "in.png", mode=mode)
+    code, _, err = run(BASE + ["--model", str(tiny_desc_dir), "--image", str(src), "--action", "take cup",
+                               "--out", str(tmp_path / "o.png")], capsys)
+    assert code == 0, err
+    assert note in err
+    assert "resized from 50x42 to 32x32" in err  # not a multiple of 8: resized, and said so
+
+
+def test_folder_and_resume(tiny_desc_dir, tmp_path, capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        frame(folder / f"f{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "gen"
+    code, stdout, err = run(BASE + ["--model", str(tiny_desc_dir), "--image", str(folder), "--action", "open drawer",
+                                    "--out", str(out), "--batch-size", "2"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["f0.png", "f1.png", "f2.png"]
+    (out / "f1.png").unlink()
+    code, stdout, err = run(BASE + ["--model", str(tiny_desc_dir), "--image", str(folder), "--action", "open drawer",
+                                    "--out", str(out)], capsys)
+    assert code == 0
+    assert stdout.strip().splitlines() == [str(out / "f1.png")]  # only the missing one is redone
+    assert "2 output(s) already existed" in err
+
+
+def test_batch_csv_and_jsonl(tiny_desc_dir, tmp_path, capsys):
+    frame(tmp_path / "a.png")
+    frame(tmp_path / "b.png")
+    (tmp_path / "rows.csv").write_text("image,action,description\na.png,take cup,the left hand takes the cup\nb.png,cut tomato,\n")
+    (tmp_path / "rows.jsonl").write_text(json.dumps({"image": "a.png", "action": "pour water", "out": "x.png"}) + "\n")
+    code, stdout, err = run(BASE + ["--model", str(tiny_desc_dir), "--batch", str(tmp_path / "rows.csv")], capsys)
+    assert code == 0, err
+    assert len(stdout.strip().splitlines()) == 2
+    code, stdout, err = run(BASE + ["--model", str(tiny_desc_dir), "--batch", str(tmp_path / "rows.jsonl")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "x.png").exists()
+
+
+def _bad_cases(tmp_path):
+    good = frame(tmp_path / "good.png")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    text = tmp_path / "text.jpg"
+    text.write_text("hello")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"image": "good.png", "action": "take cup"}\n{oops\n')
+    return {
+        "missing file": (["--image", str(tmp_path / "nope.png"), "--action", "x"], "image not found"),
+        "corrupt image": (["--image", str(corrupt), "--action", "x"], "not a valid image"),
+        "non-image file": (["--image", str(text), "--action", "x"], "not a valid image"),
+        "empty file": (["--image", str(empty), "--action", "x"], "empty"),
+        "empty action": (["--image", str(good), "--action", "   "], "action text is empty"),
+        "huge action": (["--image", str(good), "--action", "cut " * 1000], "at most"),
+        "malformed jsonl": (["--batch", str(rows)], "invalid JSON"),
+        "wrong model dir": (["--image", str(good), "--action", "x", "--model", str(tmp_path)], "no model_index.json"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing file", "corrupt image", "non-image file", "empty file", "empty action",
+                                  "huge action", "malformed jsonl", "wrong model dir"])
+def test_bad_input_is_one_line_and_exit_2(tiny_desc_dir, tmp_path, capsys, case):
+    args, message = _bad_cases(tmp_path)[case]
+    if "--model" not in args:
+        args = args + ["--model", str(tiny_desc_dir)]
+    code, _, err = run(BASE + args + ["--out", str(tmp_path / "o.png")], capsys)
+    assert code == 2
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_help_lists_every_command(capsys):
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    assert "generate" in out
