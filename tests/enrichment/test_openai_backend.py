@@ -53,7 +53,7 @@ def test_faults_lose_and_duplicate_nothing(make_dataset):
         row = rows[rec.id]
         assert (row["status"], counts[keys[rec.id]], row["attempts"]) == (status, n_requests, n_requests), rec.id
         if status == "done":
-            assert row["description"] == f"The person is seen to take cup with the right hand."
+            assert row["description"] == "The person is seen to take cup with the right hand."
             assert row["error"] == ""
         else:
             assert row["description"] == "" and row["error"]
