@@ -22,6 +22,7 @@ app = typer.Typer(
 
 # Each module defines ``register(app)``; add a module here when its concern gains commands.
 COMMAND_MODULES: tuple[str, ...] = (
+    "egoframe.cli.world",
     "egoframe.cli.data",
     "egoframe.cli.generate",
     "egoframe.cli.enrich",
