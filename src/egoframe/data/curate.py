@@ -204,7 +204,7 @@ def read_annotations(config: CurationConfig) -> tuple[list[ActionRecord], list[S
 
 def plan_units(records: list[ActionRecord], config: CurationConfig) -> tuple[list[WorkUnit], list[Skip]]:
     """Work units in a deterministic order, so shard names stay the same across resumed runs."""
-    from egoframe.data.video import find_frame_folder, find_video
+    from egoframe.data.video import find_frame_folder, index_videos
 
     units: list[WorkUnit] = []
     skips: list[Skip] = []
@@ -223,6 +223,7 @@ def plan_units(records: list[ActionRecord], config: CurationConfig) -> tuple[lis
         for rec in unique:
             by_video.setdefault(rec.video_id, []).append(rec)
         fps_estimates: dict[str, float] = {}
+        video_files = index_videos(config.videos) if not config.frames else {}
         if config.frames and not config.frames_fps:
             from egoframe.data.epic100 import estimate_fps
 
@@ -233,7 +234,8 @@ def plan_units(records: list[ActionRecord], config: CurationConfig) -> tuple[lis
                 path = find_frame_folder(config.frames, recs[0].participant_id, video_id)
                 fps = config.frames_fps or fps_estimates.get(video_id, 0.0)
             else:
-                path = find_video(config.videos, video_id, recs[0].participant_id)
+                # A missing file gets the path it was looked for under, for the "video not found" skip.
+                path = video_files.get(video_id, os.path.join(config.videos, f"{video_id}.MP4"))
                 fps = 0.0
             units.append(WorkUnit(safe_name(video_id), "", recs, path, fps))
     else:

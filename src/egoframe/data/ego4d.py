@@ -46,8 +46,8 @@ def read_ego4d_fho(path: str, input_frame_type: str = "pre_15",
         meta = video.get("video_metadata") or {}
         for interval_index, interval in enumerate(video.get("annotated_intervals") or []):
             for action_index, action in enumerate(interval.get("narrated_actions") or []):
-                action_id = str(action.get("narration_annotation_uid") or action.get("uid")
-                                or f"{video_uid}_{interval_index:03d}_{action_index:03d}")
+                # narration_annotation_uid names the narration pass (shared by many actions), not the action.
+                action_id = str(action.get("uid") or f"{video_uid}_{interval_index:03d}_{action_index:03d}")
                 try:
                     rec = _action_to_record(action, action_id, video_uid, interval, meta,
                                             input_frame_type, target_frame_type)

@@ -193,14 +193,23 @@ def find_frame_folder(frames_root: str, participant_id: str, video_id: str) -> s
     return nested if os.path.isdir(nested) else os.path.join(frames_root, video_id)
 
 
-def find_video(videos_root: str, video_id: str, participant_id: str = "") -> str:
-    """The video file of ``video_id``: ``<root>/<id>.MP4|.mp4`` or ``<root>/<participant>/[videos/]<id>.MP4``."""
-    candidates = []
-    for folder in (videos_root, os.path.join(videos_root, participant_id),
-                   os.path.join(videos_root, participant_id, "videos")):
-        for ext in (".MP4", ".mp4", ".mkv", ".webm", ".avi", ".mov"):
-            candidates.append(os.path.join(folder, video_id + ext))
-    for path in candidates:
-        if os.path.isfile(path):
-            return path
-    return candidates[0]
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+
+
+def index_videos(videos_root: str) -> dict[str, str]:
+    """``{video_id: path}`` for every video file under ``videos_root``, whatever the nesting.
+
+    Published layouts differ (Ego4D: flat ``<uid>.mp4``; EPIC: ``P01/videos/P01_01.MP4``), so the tree is
+    walked once instead of guessing; the shallowest file wins when an id appears twice.
+    """
+    if not os.path.isdir(videos_root):
+        raise InputError(f"videos directory not found: {videos_root}")
+    found: dict[str, tuple[int, str]] = {}
+    for dirpath, dirnames, files in os.walk(videos_root):
+        dirnames.sort()
+        depth = dirpath.count(os.sep)
+        for name in sorted(files):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in VIDEO_EXTENSIONS and (stem not in found or depth < found[stem][0]):
+                found[stem] = (depth, os.path.join(dirpath, name))
+    return {stem: path for stem, (_, path) in found.items()}
