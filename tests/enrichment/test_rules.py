@@ -89,6 +89,18 @@ def test_surface_option_and_counter_destination():
     assert describe(take, cfg).endswith("on the left of the counter with the left hand.")
 
 
+def test_ego4d_layout_destination_inferred_from_pnr_contact():
+    # Ego4D has no destination role: the other box the object meets at PNR is where it goes
+    boxes = [Box("left_hand", 20, 300, 180, 470, role="left_hand", frame="pnr"),
+             Box("right_hand", 400, 220, 560, 400, role="right_hand", frame="pnr"),
+             Box("tomato", 300, 260, 340, 300, role="object_of_change", frame="input"),
+             Box("tomato", 480, 200, 520, 240, role="object_of_change", frame="pnr"),
+             Box("purple bowl", 60, 200, 160, 260, role="other", frame="pnr"),
+             Box("green bowl", 460, 180, 560, 250, role="other", frame="pnr")]
+    assert describe(rec("put tomato", boxes, source="ego4d")) == \
+        "the person puts the tomato from the right hand into the green bowl on the right."
+
+
 def test_deterministic_and_blind_to_frames():
     boxes = [LEFT_HAND, RIGHT_HAND, Box("red cup", 500, 250, 560, 320, role="object_of_change")]
     a = describe(rec("take cup", boxes, input_path="a.png", target_path="b.png"))

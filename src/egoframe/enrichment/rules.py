@@ -141,9 +141,24 @@ def where(record: ActionRecord, target: Box, cfg: RuleConfig, exclude: tuple[Box
     cx = _centre(target)[0] / record.width
     side = "on the left" if cx < cfg.left_edge else "on the right" if cx > cfg.right_edge else "in the centre"
     surface = _support_label(record, target, exclude) or cfg.surface or cfg.default_surface.get(record.source)
-    if surface and surface != target.label:  # "onto the counter on the left", not "... of the counter"
+    named = {target.label, *(b.label for b in exclude)}
+    if surface and surface not in named:  # "onto the counter on the left", not "... of the counter"
         return f"{side} of the {surface}"
     return side
+
+
+def find_destination(record: ActionRecord, obj: Box | None) -> Box | None:
+    """The ``destination`` box; Ego4D has no such role, so else the other box the object meets at PNR."""
+    box = _pick(record.boxes, "destination", ("pnr", "input"))
+    if box is not None or obj is None:
+        return box
+    at_pnr = next((b for b in record.boxes if b.frame == "pnr" and b.role == obj.role and b.label == obj.label), obj)
+    others = [b for b in record.boxes if b.role == "other" and not _is_hand(b) and b.label != obj.label]
+    others = [b for b in others if b.frame == at_pnr.frame] or others
+    touching = [b for b in others if _intersection(b, at_pnr) > 0]
+    if not touching:
+        return None
+    return min(touching, key=lambda b: (-_intersection(b, at_pnr) / max(_area(at_pnr), 1e-9), _area(b)))
 
 
 def describe(record: ActionRecord, cfg: RuleConfig | None = None) -> str:
@@ -161,13 +176,18 @@ def describe(record: ActionRecord, cfg: RuleConfig | None = None) -> str:
     acts = third_person(verb)
     base_verb = verb.replace("-", " ").split()[0].lower()
 
-    destination = _pick(record.boxes, "destination", ("input", "pre", "pnr"))
+    destination = find_destination(record, obj) if base_verb in _PLACE_VERBS | _POUR_VERBS else None
     tool = _pick(record.boxes, "tool", ("input", "pre", "pnr"))
 
-    if base_verb in _PLACE_VERBS | _POUR_VERBS and destination is not None:
+    if destination is not None:
         dest_name = destination.label.replace("_", " ")
         prep = "into" if dest_name.split()[-1].lower() in _CONTAINERS else "onto"
-        place = where(record, destination, cfg, exclude=(obj,) if obj else ())
+        # where it lands: the object's own PNR box when it sits in/on the destination then, which for a
+        # large surface (a counter) is far more precise than the surface's centre
+        landed = next((b for b in record.boxes if obj is not None and b.frame == "pnr" and b.label == obj.label
+                       and b.role == obj.role and _intersection(b, destination) > 0), None)
+        spot = destination if landed is None or base_verb in _POUR_VERBS else landed
+        place = where(record, spot, cfg, exclude=(destination,) if spot is landed else (obj,) if obj else ())
         held = f" from the {hand_side} hand" if hand_side else ""
         return f"the person {acts} the {obj_name}{held} {prep} the {dest_name} {place}".rstrip() + "."
 
