@@ -45,8 +45,18 @@ def encode_image_latents(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tens
     return vae.encode(images.to(device=vae.device, dtype=vae.dtype)).latent_dist.mode()
 
 
+VLLM_SUBFOLDER = "vllm"
+VLLM_EXTRACTION_FILE = "extraction.json"
+
+
 class LegoPipeline(DiffusionPipeline):
+    """LEGO's frame generator. An optional VLLM (:meth:`attach_vllm`) writes the description and the
+    VLLM embeddings on the fly when the caller gives only a frame and an action; it is saved beside the
+    diffusers components in ``vllm/`` (llava-hf layout)."""
+
     model_cpu_offload_seq = "text_encoder->conditioning->unet->vae"
+    vllm = None  # egoframe.vllm.model.Vllm | None
+    vllm_extraction = None  # egoframe.vllm.embeddings.ExtractionConfig | None
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, conditioning: LegoConditioning):
         super().__init__()
@@ -58,6 +68,32 @@ class LegoPipeline(DiffusionPipeline):
             scheduler=scheduler,
             conditioning=conditioning,
         )
+
+    def attach_vllm(self, vllm, extraction=None) -> "LegoPipeline":
+        """Use ``vllm`` for descriptions and embeddings when the caller gives none."""
+        from egoframe.vllm.embeddings import ExtractionConfig
+
+        c = self.conditioning.config
+        if self.conditioning.needs_vllm and vllm.d_llm != c.d_llm:
+            raise InputError(f"the VLLM's hidden size {vllm.d_llm} does not match the conditioning's d_llm {c.d_llm}")
+        if c.use_image_tokens and vllm.n_image_tokens != c.num_image_tokens:
+            raise InputError(
+                f"the VLLM yields {vllm.n_image_tokens} image tokens, the conditioning expects {c.num_image_tokens}"
+            )
+        self.vllm = vllm
+        self.vllm_extraction = extraction or ExtractionConfig(n_text_tokens=c.num_text_tokens)
+        return self
+
+    def save_pretrained(self, save_directory, **kwargs):
+        super().save_pretrained(save_directory, **kwargs)
+        if self.vllm is not None:
+            import json
+            import os
+
+            target = os.path.join(save_directory, VLLM_SUBFOLDER)
+            self.vllm.save_pretrained(target)
+            with open(os.path.join(target, VLLM_EXTRACTION_FILE), "w") as fh:
+                json.dump(self.vllm_extraction.to_dict(), fh, indent=2)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -210,6 +246,14 @@ class LegoPipeline(DiffusionPipeline):
             if len(a) > MAX_ACTION_CHARS:
                 raise InputError(f"action text is {len(a)} characters; at most {MAX_ACTION_CHARS} are accepted")
         descriptions = _per_image(description, batch, "description") if description is not None else [None] * batch
+        if self.vllm is not None and vllm_image_tokens is None and vllm_text_tokens is None:
+            embeddings = self.run_vllm(pixels, actions)
+            if self.conditioning.needs_vllm:
+                vllm_image_tokens, vllm_text_tokens = embeddings.image_tokens, embeddings.text_tokens
+                vllm_text_mask = embeddings.text_mask
+            # LEGO's description at inference is the VLLM's answer (papers/001 Sec. 3.2).
+            descriptions = [d or generated for d, generated in zip(descriptions, embeddings.description)]
+            notes.extend(f"VLLM description {i}: {d}" for i, d in enumerate(embeddings.description))
         texts = self.condition_texts(actions, descriptions)
         vllm = self._check_vllm(batch, vllm_image_tokens, vllm_text_tokens, vllm_text_mask)
 
@@ -244,6 +288,13 @@ class LegoPipeline(DiffusionPipeline):
         else:
             images = tensor_to_pil(decoded)
         return LegoPipelineOutput(images=images, notes=notes)
+
+    def run_vllm(self, pixels: torch.Tensor, actions: Sequence[str]):
+        """The attached VLLM's embeddings and descriptions for (B, 3, R, R) frames in [-1, 1]."""
+        from egoframe.vllm.embeddings import extract_vllm_embeddings
+
+        frames = ((pixels.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (B, 3, R, R)
+        return extract_vllm_embeddings(self.vllm, list(frames), list(actions), self.vllm_extraction)
 
     def _check_vllm(self, batch, image_tokens, text_tokens, text_mask):
         c = self.conditioning.config

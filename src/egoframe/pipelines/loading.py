@@ -12,7 +12,7 @@ import json
 import logging
 import os
 
-from egoframe.errors import ModelLoadError
+from egoframe.errors import EgoframeError, ModelLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def check_consistency(pipe, path: str = "model") -> None:
 
 
 def _load_egoframe(path: str):
-    from egoframe.pipelines.lego import LegoPipeline
+    from egoframe.pipelines.lego import VLLM_EXTRACTION_FILE, VLLM_SUBFOLDER, LegoPipeline
 
     index = _read_index(path)
     missing = [n for n in ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "conditioning")
@@ -114,9 +114,24 @@ def _load_egoframe(path: str):
         raise ModelLoadError(f"{path} is an incomplete egoframe model: missing {', '.join(missing)}")
     try:
         # use_safetensors: a directory without safetensors weights is refused, never unpickled.
-        return LegoPipeline.from_pretrained(path, use_safetensors=True)
+        pipe = LegoPipeline.from_pretrained(path, use_safetensors=True)
     except (OSError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
         raise ModelLoadError(f"cannot load egoframe model {path}: {_first_line(exc)}") from None
+    vllm_dir = os.path.join(path, VLLM_SUBFOLDER)
+    if os.path.isdir(vllm_dir):
+        from egoframe.vllm.embeddings import ExtractionConfig
+        from egoframe.vllm.model import load_vllm
+
+        extraction = None
+        extraction_file = os.path.join(vllm_dir, VLLM_EXTRACTION_FILE)
+        if os.path.exists(extraction_file):
+            with open(extraction_file) as fh:
+                extraction = ExtractionConfig(**json.load(fh))
+        try:
+            pipe.attach_vllm(load_vllm(vllm_dir), extraction)
+        except EgoframeError as exc:
+            raise ModelLoadError(f"{path}: its VLLM does not fit: {exc}") from None
+    return pipe
 
 
 def _read_index(path: str) -> dict:
