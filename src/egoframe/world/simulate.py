@@ -353,6 +353,9 @@ def _home(objects: dict[str, ObjectState], hand: str) -> tuple[float, float]:
     return HAND_HOLD[hand] if _holding(objects, hand) is not None else HAND_REST[hand]
 
 
+HELD_OFFSET = 0.035  # a held object is drawn this far (scene units) above the palm centre, at the fingertips
+
+
 def _held_pose(obj: ObjectState, hand: str, palm: tuple[float, float]) -> tuple[float, float, float]:
     """Where a held object is drawn: at the fingertips, just above the palm; knives point up and inwards."""
     angle = obj.angle
@@ -365,9 +368,6 @@ def _focus_point(objects, action: Action) -> tuple[float, float]:
     if action.destination is not None and action.verb in ("put", "pour"):
         return action.destination["x"], action.destination["y"]
     return grip_point(objects[action.object_id])
-
-
-HELD_OFFSET = 0.035  # a held object is drawn this far (scene units) above the palm centre, at the fingertips
 
 
 def _hand_target(objects, action: Action, focus: tuple[float, float]) -> tuple[float, float]:
