@@ -110,10 +110,8 @@ def encode_instruction_batch(vllm: "Vllm", images: Sequence, actions: Sequence[s
     tokenizer = vllm.tokenizer
     prompts = [prompt_for(a, t, vllm.processor.image_token) for a, t in zip(actions, templates)]
     pil = [to_pil(im) for im in images]
-    enc = vllm.processor(images=pil, text=prompts, return_tensors="pt", padding=False)
-    prompt_rows = enc["input_ids"]
-    if isinstance(prompt_rows, torch.Tensor):
-        prompt_rows = prompt_rows.tolist()
+    enc = vllm.processor(images=pil, text=prompts, return_tensors="pt", padding=True)
+    prompt_rows = [ids[mask.bool()].tolist() for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     # The leading space matches how the answer follows "ASSISTANT:" in one string for sentencepiece tokenizers.

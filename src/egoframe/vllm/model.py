@@ -7,6 +7,7 @@ One loader, :func:`load_vllm`, serves a real ``llava-hf/llava-1.5-7b-hf`` downlo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -66,15 +67,10 @@ class Vllm:
 
     def save_pretrained(self, out_dir: str) -> None:
         """Write model + processor in the llava-hf layout that :func:`load_vllm` reads."""
-        from transformers.utils import logging as hf_logging
-
         os.makedirs(out_dir, exist_ok=True)
-        hf_logging.disable_progress_bar()
-        try:
+        with quiet_transformers():
             self.model.save_pretrained(out_dir)
             self.processor.save_pretrained(out_dir)
-        finally:
-            hf_logging.enable_progress_bar()
 
 
 def weights_identity(model: Any) -> str:
@@ -92,11 +88,12 @@ def weights_identity(model: Any) -> str:
     return digest.hexdigest()
 
 
-_VOLATILE_CONFIG_KEYS = ("transformers_version", "_name_or_path", "torch_dtype", "dtype")
+_VOLATILE_CONFIG_KEYS = ("transformers_version", "_name_or_path", "torch_dtype", "dtype", "architectures")
 
 
 def _stable_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The config without keys that change on save/load but not the computation (the weights carry dtype)."""
+    """The config without keys that save/load changes but the computation ignores (the weights carry dtype;
+    save_pretrained fills in `architectures`)."""
     return {k: _stable_config(v) if isinstance(v, dict) else v
             for k, v in config.items() if k not in _VOLATILE_CONFIG_KEYS}
 
@@ -111,6 +108,23 @@ def _parse_dtype(dtype: "str | torch.dtype | None"):
     if dtype not in table:
         raise ModelLoadError(f"unknown dtype {dtype!r}: use one of {', '.join(table)}")
     return table[dtype]
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """No transformers progress bars or warnings while loading/saving (the CLI shows its own progress)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def check_vllm_dir(model_dir: str) -> dict[str, Any]:
@@ -149,22 +163,16 @@ def load_vllm(model_dir: str, *, device: str | None = None, dtype: "str | torch.
     check_vllm_dir(model_dir)
     torch_dtype = _parse_dtype(dtype)
     from transformers import AutoProcessor, LlavaForConditionalGeneration
-    from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     try:
-        model = LlavaForConditionalGeneration.from_pretrained(
-            model_dir, dtype=torch_dtype if torch_dtype is not None else "auto", local_files_only=True,
-            use_safetensors=True)
-        processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+        with quiet_transformers():
+            model = LlavaForConditionalGeneration.from_pretrained(
+                model_dir, dtype=torch_dtype if torch_dtype is not None else "auto", local_files_only=True,
+                use_safetensors=True)
+            processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"cannot load the LLaVA in {model_dir}: {first}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
     if device is not None:
         model = model.to(device)
     model.eval()

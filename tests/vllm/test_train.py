@@ -1,0 +1,108 @@
+"""Instruction tuning: answer-only labels, learning, exact resume, LoRA export, config checks."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from vllm_testdata import tiny_config
+
+from egoframe.errors import ConfigError, InputError
+from egoframe.vllm.data import encode_instruction_batch, load_instruction_examples
+from egoframe.vllm.model import load_vllm
+from egoframe.vllm.train import VllmTrainConfig, latest_checkpoint, train_vllm
+
+
+def _config(dataset_dir, out, **kw) -> VllmTrainConfig:
+    base = dict(data_dir=dataset_dir, out_dir=str(out), tiny=tiny_config(), batch_size=6, lr=3e-3, epochs=100,
+                warmup_steps=2, log_every=1, save_every=3)
+    base.update(kw)
+    return VllmTrainConfig(**base)
+
+
+def test_labels_cover_the_answer_and_eos_only(tiny_vllm, dataset_dir):
+    ex = load_instruction_examples(dataset_dir, splits=["train"])[:2]
+    batch = encode_instruction_batch(tiny_vllm, [e.image_path for e in ex], [e.action for e in ex],
+                                     [e.description for e in ex], [0, 4])
+    tok = tiny_vllm.tokenizer
+    for row, e in enumerate(ex):
+        labelled = batch["labels"][row][batch["labels"][row] != -100].tolist()
+        assert labelled[-1] == tok.eos_token_id
+        assert tok.decode(labelled[:-1]) == e.description.lower()
+        n_real = int(batch["attention_mask"][row].sum())
+        # the answer is the end of the real tokens; everything before it (image, question) is unlabelled
+        assert batch["input_ids"][row, n_real - len(labelled):n_real].tolist() == labelled
+        assert (batch["labels"][row, :n_real - len(labelled)] == -100).all()
+    assert batch["pixel_values"].shape == (2, 3, 32, 32)
+
+
+def test_from_scratch_learns_and_exports(dataset_dir, tmp_path):
+    losses = []
+    result = train_vllm(_config(dataset_dir, tmp_path / "run", max_steps=40, save_every=100), progress=False,
+                        on_step=lambda step, loss: losses.append(loss))
+    assert result.steps == 40 and len(losses) == 40
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:3]) / 3  # the answer is being learned
+    vllm = load_vllm(result.model_dir)
+    assert os.path.exists(os.path.join(result.model_dir, "train_config.json"))
+    saved = VllmTrainConfig.from_dict(json.load(open(os.path.join(tmp_path / "run", "train_config.json"))))
+    assert saved.max_steps == 40 and saved.tiny == tiny_config()
+    assert vllm.tokenizer.convert_tokens_to_ids("cup") != vllm.tokenizer.unk_token_id
+    lines = open(os.path.join(tmp_path / "run", "train_log.jsonl")).read().splitlines()
+    assert len(lines) == 40
+
+
+def test_resume_continues_exactly(dataset_dir, tmp_path):
+    straight = train_vllm(_config(dataset_dir, tmp_path / "a", max_steps=6), progress=False)
+    train_vllm(_config(dataset_dir, tmp_path / "b", max_steps=3), progress=False)  # "killed" after step 3
+    assert os.path.basename(latest_checkpoint(str(tmp_path / "b"))) == "step-00000003"
+    resumed = train_vllm(_config(dataset_dir, tmp_path / "b", max_steps=6), resume=True, progress=False)
+    assert resumed.steps == 6
+    a = load_file(os.path.join(straight.model_dir, "model.safetensors"))
+    b = load_file(os.path.join(resumed.model_dir, "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    state = json.load(open(os.path.join(latest_checkpoint(str(tmp_path / "b")), "state.json")))
+    assert state["step"] == 6 and state["optimizer"]["param_groups"]
+
+
+def test_refuses_to_overwrite_or_to_resume_with_other_settings(dataset_dir, tmp_path):
+    train_vllm(_config(dataset_dir, tmp_path / "r", max_steps=1), progress=False)
+    with pytest.raises(InputError, match="--resume"):
+        train_vllm(_config(dataset_dir, tmp_path / "r", max_steps=1), progress=False)
+    with pytest.raises(ConfigError, match="lr"):
+        train_vllm(_config(dataset_dir, tmp_path / "r", max_steps=2, lr=1e-4), resume=True, progress=False)
+
+
+def test_lora_fine_tune_of_a_saved_llava(tiny_vllm_dir, dataset_dir, tmp_path):
+    config = _config(dataset_dir, tmp_path / "lora", model_dir=tiny_vllm_dir, mode="lora", max_steps=2, lr=1e-2,
+                     gradient_checkpointing=True)
+    result = train_vllm(config, progress=False)
+    before = load_file(os.path.join(tiny_vllm_dir, "model.safetensors"))
+    after = load_file(os.path.join(result.model_dir, "model.safetensors"))
+    assert before.keys() == after.keys()  # LoRA merged: a plain llava-hf checkpoint again
+
+    def changed(fragment):
+        return [k for k in before if fragment in k and not torch.equal(before[k], after[k])]
+
+    assert changed("layers.0.self_attn.q_proj")  # LoRA target (saved under llava-hf's legacy key names)
+    assert changed("multi_modal_projector")  # trained in full, as in LEGO
+    assert not changed("vision_tower")  # a pretrained CLIP tower stays frozen
+    assert not changed("mlp.gate_proj")  # not a LoRA target
+    load_vllm(result.model_dir)
+
+
+def test_bad_config_values(dataset_dir, tmp_path):
+    with pytest.raises(ConfigError, match="mode"):
+        _config(dataset_dir, tmp_path, mode="qlora")
+    with pytest.raises(ConfigError, match="unknown"):
+        VllmTrainConfig.from_dict({"data_dir": "d", "out_dir": "o", "nope": 1})
+
+
+def test_no_descriptions(tmp_path):
+    from vllm_testdata import make_dataset
+
+    data = make_dataset(str(tmp_path / "d"), n=3, with_descriptions=False)
+    with pytest.raises(InputError, match="egoframe enrich"):
+        train_vllm(_config(data, tmp_path / "o"), progress=False)
