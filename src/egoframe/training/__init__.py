@@ -1,1 +1,1 @@
-"""egoframe.training"""
+"""Training LEGO's diffusion model (and the tiny VAE of the embedded default)."""

@@ -281,6 +281,9 @@ def fho_video(part: dict) -> dict[str, Any]:
             "narration_annotation_uid": f"{part['video_id']}_narrations",
             "structured_verb": act["verb"].replace("-", "_"),
             "freeform_verb": act["verb"].replace("-", " "),
+            # The action's bare noun ("cup"): the label must stay as ambiguous as a real one, while the
+            # boxes' structured_noun carries the attribute ("green cup") that only the annotation knows.
+            "structured_noun": act["noun"],
             "state_transition": None,
             "critical_frames": critical, "clip_critical_frames": dict(critical),
             "frames": _action_frame_entries(part, act),
