@@ -98,7 +98,7 @@ def _stable_config(config: dict[str, Any]) -> dict[str, Any]:
             for k, v in config.items() if k not in _VOLATILE_CONFIG_KEYS}
 
 
-def _parse_dtype(dtype: "str | torch.dtype | None"):
+def parse_dtype(dtype: "str | torch.dtype | None"):
     import torch
 
     if dtype is None or isinstance(dtype, torch.dtype):
@@ -161,7 +161,7 @@ def load_vllm(model_dir: str, *, device: str | None = None, dtype: "str | torch.
     :class:`~egoframe.errors.ModelLoadError` with a one-line reason for anything that is not such a directory.
     """
     check_vllm_dir(model_dir)
-    torch_dtype = _parse_dtype(dtype)
+    torch_dtype = parse_dtype(dtype)
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     try:
