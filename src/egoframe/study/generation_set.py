@@ -1,0 +1,130 @@
+"""Reading a generation set: the methods x samples outputs a study is built from.
+
+Layout (docs/formats.md, written from the evaluation side)::
+
+    <dir>/samples.csv   sample_id, action, description, input, target, <method>, <method>, ...
+    <dir>/...           the images; every path in the CSV is relative to <dir>
+
+A method column is any column outside the fixed five whose every non-empty cell names an image file;
+other extra columns (scores, splits, seeds) are ignored, so evaluation can add columns freely.
+``methods=`` names the method columns explicitly when a set needs it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+
+from egoframe.errors import InputError
+
+SAMPLES_FILE = "samples.csv"
+FIXED_COLUMNS = ("sample_id", "action", "description", "input", "target")
+REQUIRED_COLUMNS = ("sample_id", "action", "input")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+MAX_ACTION_CHARS = 300  # a label is a few words; a paragraph here is a broken export
+MAX_DESCRIPTION_CHARS = 2000
+MAX_NAME_CHARS = 64
+
+
+@dataclass
+class Sample:
+    sample_id: str
+    action: str
+    description: str
+    input: str  # absolute paths from here on
+    target: str | None
+    outputs: dict[str, str] = field(default_factory=dict)  # method -> image path
+
+
+@dataclass
+class GenerationSet:
+    root: str
+    methods: list[str]
+    samples: list[Sample]
+
+
+def clean_text(value: str, name: str, max_chars: int, *, required: bool = False) -> str:
+    """Text shown to raters: stripped, bounded, free of control characters (HTML escaping is the templates')."""
+    value = (value or "").strip()
+    if required and not value:
+        raise InputError(f"{name} is empty")
+    if len(value) > max_chars:
+        raise InputError(f"{name} is {len(value)} characters; at most {max_chars} are accepted")
+    bad = [c for c in value if ord(c) < 32 and c not in "\t\n" or ord(c) == 127]
+    if bad:
+        raise InputError(f"{name} contains control character {bad[0]!r}")
+    return value
+
+
+def check_name(value: str, what: str) -> str:
+    """Method and study names end up in URLs, CSV headers and tables: keep them plain."""
+    value = value.strip()
+    ok = value and len(value) <= MAX_NAME_CHARS and all(c.isalnum() or c in "-_.+" for c in value)
+    if not ok:
+        raise InputError(f"{what} {value!r} must be 1-{MAX_NAME_CHARS} letters, digits or - _ . +")
+    return value
+
+
+def read_generation_set(root: str | os.PathLike, methods: list[str] | None = None) -> GenerationSet:
+    """Read ``<root>/samples.csv``; raise :class:`InputError` naming the row and column of any problem."""
+    root = os.path.abspath(os.fspath(root))
+    path = os.path.join(root, SAMPLES_FILE)
+    if not os.path.isfile(path):
+        raise InputError(f"no {SAMPLES_FILE} in {root}: a generation set is a folder with {SAMPLES_FILE} and images")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        text = f.read()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    header = next(csv.reader(io.StringIO(text)), [])
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (have {', '.join(header) or 'none'})")
+    if not rows:
+        raise InputError(f"{path}: no samples")
+    if methods is None:
+        methods = [c for c in header if c not in FIXED_COLUMNS and _is_image_column(rows, c)]
+    else:
+        unknown = [m for m in methods if m not in header]
+        if unknown:
+            raise InputError(f"{path}: no column for method(s) {', '.join(unknown)}")
+    if not methods:
+        raise InputError(f"{path}: no method columns (a column of image paths per method)")
+    methods = [check_name(m, "method name") for m in methods]
+    samples, seen = [], set()
+    for line, row in enumerate(rows, start=2):
+        where = f"{path}:{line}"
+        sample_id = clean_text(row.get("sample_id", ""), f"{where}: sample_id", MAX_NAME_CHARS, required=True)
+        if sample_id in seen:
+            raise InputError(f"{where}: duplicate sample_id {sample_id!r}")
+        seen.add(sample_id)
+        target = (row.get("target") or "").strip()
+        samples.append(Sample(
+            sample_id=sample_id,
+            action=clean_text(row.get("action", ""), f"{where}: action", MAX_ACTION_CHARS, required=True),
+            description=clean_text(row.get("description", ""), f"{where}: description", MAX_DESCRIPTION_CHARS),
+            input=_image_path(root, row.get("input", ""), f"{where}: input"),
+            target=_image_path(root, target, f"{where}: target") if target else None,
+            outputs={m: _image_path(root, row.get(m, ""), f"{where}: {m}") for m in methods},
+        ))
+    return GenerationSet(root=root, methods=methods, samples=samples)
+
+
+def _is_image_column(rows: list[dict], column: str) -> bool:
+    values = [(r.get(column) or "").strip() for r in rows]
+    return any(values) and all(v.lower().endswith(IMAGE_SUFFIXES) for v in values if v)
+
+
+def _image_path(root: str, rel: str, where: str) -> str:
+    rel = (rel or "").strip()
+    if not rel:
+        raise InputError(f"{where}: empty image path")
+    if os.path.isabs(rel):
+        raise InputError(f"{where}: {rel!r} must be relative to the generation set folder")
+    path = os.path.realpath(os.path.join(root, rel))
+    # A path that climbs out of the set would let a CSV read any file on the server into a study.
+    if os.path.commonpath([path, os.path.realpath(root)]) != os.path.realpath(root):
+        raise InputError(f"{where}: {rel!r} points outside the generation set folder")
+    if not os.path.isfile(path):
+        raise InputError(f"{where}: image {rel!r} not found")
+    return path
