@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "egoframe.cli.generate",
     "egoframe.cli.enrich",
     "egoframe.cli.vllm",
+    "egoframe.cli.study",
 )
 
 for _name in COMMAND_MODULES:
