@@ -76,6 +76,18 @@ def test_frechet_distance_matches_scipy_reference():
     assert np.trace(linalg.sqrtm(s1 @ s2)).real == pytest.approx(np.sum(np.sqrt(np.clip(inner, 0, None))), rel=1e-8)
 
 
+def test_frechet_sample_space_route_equals_sqrtm_route():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(12, 30))  # fewer samples than dimensions: sample-space route
+    y = rng.normal(loc=0.2, size=(9, 30)) * 1.3
+    via_features = frechet.frechet_distance_from_features(x, y)
+    sx, sy = frechet.feature_stats(x), frechet.feature_stats(y)
+    covmean = linalg.sqrtm(sx.cov @ sy.cov)
+    expected = np.sum((sx.mean - sy.mean) ** 2) + np.trace(sx.cov + sy.cov) - 2 * np.trace(covmean).real
+    assert via_features == pytest.approx(expected, rel=1e-6)
+    assert via_features == pytest.approx(frechet.frechet_distance(sx.mean, sx.cov, sy.mean, sy.cov), rel=1e-6)
+
+
 def test_frechet_handles_singular_covariances():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(5, 20))  # rank 4 covariance in 20-D: sqrtm is near-singular

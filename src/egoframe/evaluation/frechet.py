@@ -65,5 +65,25 @@ def _sqrtm(matrix: np.ndarray) -> np.ndarray:
 
 
 def frechet_distance_from_features(features_a: np.ndarray, features_b: np.ndarray) -> float:
-    a, b = feature_stats(features_a), feature_stats(features_b)
-    return frechet_distance(a.mean, a.cov, b.mean, b.cov)
+    """Fréchet distance of the Gaussians fitted to two feature sets (N_a, D) and (N_b, D), float64.
+
+    With fewer samples than dimensions (the usual case for a bootstrap resample, or a test split of a few
+    hundred frames against 2048-d Inception features) the covariances have rank < D and ``sqrtm`` of their
+    D x D product is both slow and ill-conditioned. Then the trace term is computed exactly in sample space:
+    with centred data X_a, X_b and S = X^T X / (N - 1), the nonzero eigenvalues of S_a S_b are the squared
+    singular values of X_a X_b^T / sqrt((N_a - 1)(N_b - 1)), so Tr((S_a S_b)^(1/2)) is that matrix's
+    nuclear norm. Otherwise :func:`frechet_distance` (``scipy.linalg.sqrtm``) is used.
+    """
+    a = np.asarray(features_a, dtype=np.float64)
+    b = np.asarray(features_b, dtype=np.float64)
+    stats_a, stats_b = feature_stats(a), feature_stats(b)
+    if a.shape[1] != b.shape[1]:
+        raise InputError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
+    if min(stats_a.n, stats_b.n) > a.shape[1]:
+        return frechet_distance(stats_a.mean, stats_a.cov, stats_b.mean, stats_b.cov)
+    centred_a = a - stats_a.mean
+    centred_b = b - stats_b.mean
+    cross = centred_a @ centred_b.T / np.sqrt((stats_a.n - 1) * (stats_b.n - 1))  # (N_a, N_b)
+    trace_sqrt = float(np.sum(linalg.svdvals(cross)))
+    diff = stats_a.mean - stats_b.mean
+    return float(diff @ diff + np.trace(stats_a.cov) + np.trace(stats_b.cov) - 2.0 * trace_sqrt)
