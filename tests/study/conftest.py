@@ -95,3 +95,40 @@ def csrf_of(html: str) -> str:
 
 def letters_of(html: str) -> list[str]:
     return re.findall(r'name="choice" value="([A-Z])"', html)
+
+
+class LiveServer:
+    """The study app under uvicorn in a thread, on 127.0.0.1 and a free port (loopback only)."""
+
+    def __init__(self, database: str):
+        import socket
+        import threading
+
+        import uvicorn
+
+        from egoframe.study.server import ServerSettings, create_app
+
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        config = uvicorn.Config(create_app(ServerSettings(database=database)), log_level="warning",
+                                backlog=256, timeout_keep_alive=30)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    def __enter__(self):
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("study server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.socket.close()
