@@ -70,3 +70,27 @@ def save_tiny_vit(folder: Path, seed: int = 0) -> Path:
         {"do_resize": True, "size": {"height": 32, "width": 32}, "resample": 2, "do_normalize": True,
          "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}))
     return folder
+
+
+def bert_tokenizer(words=("cut", "tomato", "open", "drawer", "the", "knife", "a", "person", "holds")):
+    from transformers import BertTokenizer
+
+    vocab = {tok: i for i, tok in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, ".", ","])}
+    return BertTokenizer(vocab=vocab)
+
+
+def save_tiny_egovlp_pth(folder: Path, seed: int = 0, frames: int = 4) -> Path:
+    """A tiny Frozen-in-Time checkpoint as the public ``egovlp.pth`` stores it: {'state_dict': {'module.' ...}}."""
+    from egoframe.evaluation.egovlp import EgoVlpConfig, build_frozen_in_time
+
+    torch.manual_seed(seed)
+    tokenizer = bert_tokenizer()
+    config = EgoVlpConfig(image_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=4, mlp_hidden=64,
+                          num_frames=frames, projection_dim=16, text_vocab_size=len(tokenizer), text_dim=32,
+                          text_layers=2, text_heads=4, text_hidden=64, text_max_positions=64)
+    model = build_frozen_in_time(config)
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": state, "epoch": 10}, folder / "egovlp.pth")
+    tokenizer.save_pretrained(folder)
+    return folder / "egovlp.pth"
