@@ -94,3 +94,40 @@ def save_tiny_egovlp_pth(folder: Path, seed: int = 0, frames: int = 4) -> Path:
     torch.save({"state_dict": state, "epoch": 10}, folder / "egovlp.pth")
     tokenizer.save_pretrained(folder)
     return folder / "egovlp.pth"
+
+
+def save_tiny_blip(folder: Path, seed: int = 0) -> Path:
+    from transformers import BlipConfig, BlipForConditionalGeneration, BertTokenizer
+
+    torch.manual_seed(seed)
+    words = ("a", "person", "cuts", "tomato", "opens", "drawer", "the", "knife", "hand", "board")
+    vocab = {tok: i for i, tok in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *words])}
+    tokenizer = BertTokenizer(vocab=vocab, bos_token="[DEC]")
+    config = BlipConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, encoder_hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
+                         bos_token_id=vocab["[DEC]"], pad_token_id=0, sep_token_id=vocab["[SEP]"],
+                         eos_token_id=vocab["[SEP]"]),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=8),
+        projection_dim=16)
+    BlipForConditionalGeneration(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"do_resize": True, "size": {"height": 32, "width": 32}, "resample": 3, "do_normalize": True,
+         "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}))
+    return folder
+
+
+def save_tiny_sentence_model(folder: Path, seed: int = 0) -> Path:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tokenizer = bert_tokenizer(("a", "person", "cuts", "tomato", "opens", "drawer", "the", "knife", "with"))
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=64), add_pooling_layer=False).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32,
+                                                                   "pooling_mode_mean_tokens": True}))
+    return folder
