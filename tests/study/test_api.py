@@ -207,7 +207,7 @@ def test_html_is_escaped(tmp_path):
         page = c.get(f"/r/{created.invites[0].token}/task/1")
     assert "<script>" not in page.text and "&lt;script&gt;alert(" in page.text
     assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no scripts at all
-    assert page.headers["x-frame-options"] == "DENY" and page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["referrer-policy"] == "same-origin"
 
 
 # ------------------------------------------------------------------------------------------------ admin

@@ -339,7 +339,7 @@ def _plot_matplotlib(results: StudyResults, path: str) -> str:
 
 def svg_bar_chart(results: StudyResults) -> str:
     """A self-contained SVG bar chart (no dependencies); names are XML-escaped."""
-    width, height, left, bottom, top = 120 * len(results.methods) + 80, 300, 60, 50, 30
+    width, height, left, bottom, top = 120 * len(results.methods) + 80, 320, 60, 50, 48
     plot_h = height - bottom - top
     y = lambda pct: top + plot_h * (1 - pct / 100)  # noqa: E731
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
