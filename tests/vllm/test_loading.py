@@ -77,6 +77,16 @@ def test_identity_is_stable_across_save_and_load(tiny_vllm, tiny_vllm_dir):
     assert loaded.identity() != tiny_vllm.identity()
 
 
+def test_identity_before_save_equals_identity_after_load(tiny_vllm, tmp_path):
+    from egoframe.vllm.tiny import build_tiny_vllm
+    from vllm_testdata import tiny_config
+
+    fresh = build_tiny_vllm(tiny_vllm.tokenizer, tiny_config(), seed=1)
+    before = fresh.identity()  # save_pretrained fills in config keys (architectures) that must not count
+    fresh.save_pretrained(str(tmp_path))
+    assert load_vllm(str(tmp_path)).identity() == before != tiny_vllm.identity()
+
+
 def test_missing_dir(tmp_path):
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_vllm(str(tmp_path / "nope"))

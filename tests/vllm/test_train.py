@@ -106,3 +106,17 @@ def test_no_descriptions(tmp_path):
     data = make_dataset(str(tmp_path / "d"), n=3, with_descriptions=False)
     with pytest.raises(InputError, match="egoframe enrich"):
         train_vllm(_config(data, tmp_path / "o"), progress=False)
+
+
+def test_descriptions_parquet_overrides_and_failed_rows_are_skipped(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from vllm_testdata import make_dataset
+
+    data = make_dataset(str(tmp_path / "d"), n=3, with_descriptions=False)
+    pq.write_table(pa.Table.from_pylist([
+        {"id": "item0000", "description": "the person takes the red cup with the left hand.", "status": "done"},
+        {"id": "item0001", "description": "half an answer", "status": "failed"}]),
+        os.path.join(data, "descriptions.parquet"))
+    examples = load_instruction_examples(data)
+    assert [(e.id, e.description) for e in examples] == [("item0000", "the person takes the red cup with the left hand.")]

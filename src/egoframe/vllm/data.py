@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from egoframe.vllm.model import Vllm
 
 DESCRIPTIONS_FILE = "descriptions.parquet"
-_FAILED_STATUSES = {"failed", "error", "invalid", "pending"}
+_FINISHED_STATUSES = {"done", "ok", ""}  # "" for files without a status column
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class InstructionExample:
 
 
 def read_descriptions(data_dir: str) -> dict[str, str]:
-    """id -> enriched description from ``descriptions.parquet`` (rows that failed or are empty are left out)."""
+    """id -> enriched description from ``descriptions.parquet`` (only finished, non-empty rows)."""
     path = os.path.join(data_dir, DESCRIPTIONS_FILE)
     if not os.path.exists(path):
         return {}
@@ -47,7 +47,7 @@ def read_descriptions(data_dir: str) -> dict[str, str]:
     for row in rows:
         text = (row.get("description") or "").strip()
         status = str(row.get("status") or "").lower()
-        if row.get("id") is not None and text and status not in _FAILED_STATUSES:
+        if row.get("id") is not None and text and status in _FINISHED_STATUSES:
             out[str(row["id"])] = text
     return out
 
