@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "egoframe.cli.enrich",
     "egoframe.cli.vllm",
     "egoframe.cli.study",
+    "egoframe.cli.demo",
 )
 
 for _name in COMMAND_MODULES:

@@ -1,1 +1,5 @@
-"""egoframe.demo"""
+"""egoframe.demo: the Gradio demo (`egoframe demo`). Gradio is optional: `pip install 'egoframe[demo]'`."""
+
+from egoframe.demo.app import DemoModels, DemoResult, build_app, example_frames, launch, load_models, run_demo
+
+__all__ = ["DemoModels", "DemoResult", "build_app", "example_frames", "launch", "load_models", "run_demo"]
