@@ -116,30 +116,14 @@ def test_pickled_objects_are_refused(tmp_path):
         load_state_dict(tmp_path / "squeeze.pth", "test")
 
 
-@pytest.fixture(scope="module")
-def fid_file(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_fid_inception()
-    # give BatchNorm real statistics so that random features are not ~constant
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None
-    with torch.no_grad():
-        model.train()(torch.rand(4, 3, 80, 80) * 2 - 1)
-    path = tmp_path_factory.mktemp("fid") / "pt_inception-2015-12-05-6726825d.pth"
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    torch.save(state, path)
-    return path
-
-
 def test_fid_extractor_and_distance(fid_file):
-    extractor = FidFeatureExtractor.from_file(fid_file, resolution=80)
+    extractor = FidFeatureExtractor.from_file(fid_file, resolution=75)
     a, b = _images(6, n=4, size=40), _images(7, n=4, size=40)
     fa, fb = extractor.features(a), extractor.features(b)
     assert fa.shape == (4, 2048) and fa.dtype == np.float64
     # the resizer is PIL bicubic to the network resolution, then [-1, 1]
     batch = extractor.preprocess(a[:1])
-    assert tuple(batch.shape) == (1, 3, 80, 80) and float(batch.min()) < -0.5 and float(batch.max()) <= 1.0
+    assert tuple(batch.shape) == (1, 3, 75, 75) and float(batch.min()) < -0.5 and float(batch.max()) <= 1.0
     assert frechet_distance_from_features(fa, fa) == pytest.approx(0.0, abs=1e-6)
     assert frechet_distance_from_features(fa, fb) > 0
 

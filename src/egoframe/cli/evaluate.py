@@ -1,0 +1,73 @@
+"""`egoframe eval`: score the methods of a generation set; `egoframe convert-egovlp`: public checkpoint -> safetensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval", help="Evaluate every method of a generation set (samples.csv) with n and bootstrap CIs.")(
+        evaluate)
+    app.command("convert-egovlp", help="Convert the public EgoVLP .pth to egovlp.safetensors (no unpickling).")(
+        convert_egovlp)
+
+
+def _split(text: Optional[str]) -> Optional[list[str]]:
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def evaluate(
+    set_dir: Path = typer.Argument(..., help="Generation set directory holding samples.csv (docs/formats.md)."),
+    metrics: str = typer.Option("psnr,ssim,l1,l2", "--metrics",
+                                help="Comma list: psnr,ssim,l1,l2,lpips,lpips-alex,lpips-vgg,fid,clip-i,clip-t,dino,"
+                                     "egovlp,egovlp+,blip-b,blip-l."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for scores.csv/parquet and summary.json/md."),
+    method: Optional[str] = typer.Option(None, "--method", "--methods", help="Comma list of method columns (default: all)."),
+    reference_dir: Optional[Path] = typer.Option(None, "--reference-dir", help="Resolve input/target paths here."),
+    lpips_weights: Optional[Path] = typer.Option(None, "--lpips-weights", help="Folder: torchvision backbone .pth + lpips v0.1 head."),
+    clip: Optional[Path] = typer.Option(None, "--clip", help="Local CLIPModel directory."),
+    dino: Optional[Path] = typer.Option(None, "--dino", help="Local DINO ViTModel / Dinov2Model directory."),
+    inception: Optional[Path] = typer.Option(None, "--inception", help="pt_inception-2015-12-05-6726825d.pth (FID)."),
+    egovlp: Optional[Path] = typer.Option(None, "--egovlp", help="egovlp.safetensors (tokenizer files beside it)."),
+    blip_b: Optional[Path] = typer.Option(None, "--blip-b", help="BLIP captioning base directory."),
+    blip_l: Optional[Path] = typer.Option(None, "--blip-l", help="BLIP captioning large directory."),
+    text_model: Optional[Path] = typer.Option(None, "--text-model", help="Sentence-embedding directory for BLIP-B/L."),
+    clip_frames: int = typer.Option(4, "--clip-frames", help="EgoVLP clip length: 4 (Ego4D) or 16 (EPIC)."),
+    clip_text: str = typer.Option("description", "--clip-text", help="CLIP-T text: description | action."),
+    long_text: str = typer.Option("truncate", "--long-text", help="CLIP text > 77 tokens: truncate (keeps EOT) | chunks."),
+    resamples: int = typer.Option(10000, "--resamples", min=1, help="Bootstrap resamples for means and paired tests."),
+    fid_resamples: int = typer.Option(100, "--fid-resamples", min=1, help="Bootstrap resamples for the FID interval."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+) -> None:
+    """Score SET_DIR's methods against its targets; write per-sample scores and a summary to --out."""
+    from egoframe.evaluation.runner import EvalConfig, MetricWeights, evaluate_folder
+
+    def text(path):
+        return str(path) if path is not None else None
+
+    config = EvalConfig(
+        metrics=_split(metrics) or [], methods=_split(method),
+        weights=MetricWeights(lpips=text(lpips_weights), clip=text(clip), dino=text(dino), inception=text(inception),
+                              egovlp=text(egovlp), blip_b=text(blip_b), blip_l=text(blip_l), text_model=text(text_model)),
+        clip_frames=clip_frames, clip_text=clip_text, long_text=long_text, resamples=resamples,
+        fid_resamples=fid_resamples, seed=seed, device=device, batch_size=batch_size)
+    report = evaluate_folder(set_dir, reference_dir, out_dir=out, config=config)
+    for note in report.summary.get("notes", []):
+        typer.echo(f"note: {note}", err=True)
+    typer.echo((out / "summary.md").read_text())
+
+
+def convert_egovlp(
+    source: Path = typer.Argument(..., help="Public EgoVLP checkpoint (egovlp.pth) or a re-saved state dict."),
+    target: Path = typer.Argument(..., help="Output egovlp.safetensors."),
+) -> None:
+    from egoframe.evaluation.egovlp import convert_egovlp_checkpoint
+
+    typer.echo(str(convert_egovlp_checkpoint(source, target)))
