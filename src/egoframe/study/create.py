@@ -86,12 +86,15 @@ class CreatedStudy:
     invites: list[Invite] = field(default_factory=list)
 
 
-def create_study(database, generation_set: str | GenerationSet, config: StudyConfig) -> CreatedStudy:
-    """Create study ``config.name`` in ``database`` (path or URL) from a generation set folder."""
+def create_study(database, generation_set: str | GenerationSet, config: StudyConfig,
+                 confine: bool = False) -> CreatedStudy:
+    """Create study ``config.name`` in ``database`` (path or URL) from a generation set folder.
+
+    confine: refuse image paths outside the folder (for uploaded, untrusted sets)."""
     config.validate()
     labels = config.rater_labels()
     gen = generation_set if isinstance(generation_set, GenerationSet) else read_generation_set(
-        generation_set, methods=config.methods)
+        generation_set, methods=config.methods, confine=confine)
     if config.interface == "pairwise" and len(gen.methods) < 2:
         raise InputError("a pairwise study needs at least two methods")
     if config.reference is not None and config.reference not in gen.methods:

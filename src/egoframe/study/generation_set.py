@@ -8,6 +8,9 @@ Layout (docs/formats.md, written from the evaluation side)::
 A method column is any column outside the fixed five whose every non-empty cell names an image file;
 other extra columns (scores, splits, seeds) are ignored, so evaluation can add columns freely.
 ``methods=`` names the method columns explicitly when a set needs it.
+
+Paths may leave the folder (the evaluation writer makes ``../`` paths to ground truth kept elsewhere) or be
+absolute, for sets on the server's own disk; ``confine=True`` (uploaded sets) refuses both.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
-def read_generation_set(root: str | os.PathLike, methods: list[str] | None = None) -> GenerationSet:
+def read_generation_set(root: str | os.PathLike, methods: list[str] | None = None,
+                        confine: bool = False) -> GenerationSet:
     """Read ``<root>/samples.csv``; raise :class:`InputError` naming the row and column of any problem."""
     root = os.path.abspath(os.fspath(root))
     path = os.path.join(root, SAMPLES_FILE)
@@ -103,9 +107,9 @@ def read_generation_set(root: str | os.PathLike, methods: list[str] | None = Non
             sample_id=sample_id,
             action=clean_text(row.get("action", ""), f"{where}: action", MAX_ACTION_CHARS, required=True),
             description=clean_text(row.get("description", ""), f"{where}: description", MAX_DESCRIPTION_CHARS),
-            input=_image_path(root, row.get("input", ""), f"{where}: input"),
-            target=_image_path(root, target, f"{where}: target") if target else None,
-            outputs={m: _image_path(root, row.get(m, ""), f"{where}: {m}") for m in methods},
+            input=_image_path(root, row.get("input", ""), f"{where}: input", confine),
+            target=_image_path(root, target, f"{where}: target", confine) if target else None,
+            outputs={m: _image_path(root, row.get(m, ""), f"{where}: {m}", confine) for m in methods},
         ))
     return GenerationSet(root=root, methods=methods, samples=samples)
 
@@ -115,15 +119,15 @@ def _is_image_column(rows: list[dict], column: str) -> bool:
     return any(values) and all(v.lower().endswith(IMAGE_SUFFIXES) for v in values if v)
 
 
-def _image_path(root: str, rel: str, where: str) -> str:
+def _image_path(root: str, rel: str, where: str, confine: bool) -> str:
     rel = (rel or "").strip()
     if not rel:
         raise InputError(f"{where}: empty image path")
-    if os.path.isabs(rel):
+    if confine and os.path.isabs(rel):
         raise InputError(f"{where}: {rel!r} must be relative to the generation set folder")
     path = os.path.realpath(os.path.join(root, rel))
-    # A path that climbs out of the set would let a CSV read any file on the server into a study.
-    if os.path.commonpath([path, os.path.realpath(root)]) != os.path.realpath(root):
+    # In an uploaded set, a path that climbs out would read any file on the server into a study.
+    if confine and os.path.commonpath([path, os.path.realpath(root)]) != os.path.realpath(root):
         raise InputError(f"{where}: {rel!r} points outside the generation set folder")
     if not os.path.isfile(path):
         raise InputError(f"{where}: image {rel!r} not found")

@@ -439,7 +439,7 @@ def create_study_from_zip(database: str, data: bytes, config: StudyConfig):
         if not os.path.exists(os.path.join(tmp, "samples.csv")) and len(entries) == 1 and os.path.isdir(
                 os.path.join(tmp, entries[0])):
             root = os.path.join(tmp, entries[0])  # a zipped folder rather than zipped contents
-        return create_study(database, root, config)
+        return create_study(database, root, config, confine=True)
 
 
 def set_admin_password(database: str, password: str) -> None:
