@@ -23,7 +23,7 @@ def generation_set(tmp_path):
     root = tmp_path / "set"
     for sub in ("inputs", "targets", "good", "bad"):
         (root / sub).mkdir(parents=True)
-    lines = ["sample_id,action,description,input,target,good,bad"]
+    lines = ["sample_id,action,description,input,target,good,bad,seed"]  # "seed": not an image column
     for i in range(6):
         target = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
         good = np.clip(target.astype(int) + rng.integers(-10, 11, size=target.shape), 0, 255).astype(np.uint8)
@@ -32,7 +32,7 @@ def generation_set(tmp_path):
         Image.fromarray(target).save(root / "inputs" / f"{i}.png")
         Image.fromarray(good).save(root / "good" / f"{i}.png")
         Image.fromarray(bad).save(root / "bad" / f"{i}.png")
-        lines.append(f"s{i},cut tomato,the person cuts the tomato,inputs/{i}.png,targets/{i}.png,good/{i}.png,bad/{i}.png")
+        lines.append(f"s{i},cut tomato,the person cuts the tomato,inputs/{i}.png,targets/{i}.png,good/{i}.png,bad/{i}.png,{i}")
     (root / "samples.csv").write_text("\n".join(lines) + "\n")
     return root
 

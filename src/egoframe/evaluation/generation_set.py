@@ -1,7 +1,9 @@
 """The "generation set" layout (docs/formats.md): ``<dir>/samples.csv`` + image files, paths relative to the dir.
 
 Columns: ``sample_id, action, description, input, target`` and one column per method whose cells are that
-method's generated image for the row. The evaluation runner and the user-study app both read it.
+method's generated image for the row. A method column is any other column whose non-empty cells all name
+image files (``.png .jpg .jpeg .webp``); other extra columns (scores, seeds, splits) are ignored. The
+evaluation runner and the user-study app (``egoframe.study.generation_set``) both read it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from egoframe.errors import InputError
 
 SAMPLES_FILE = "samples.csv"
 RESERVED_COLUMNS = ("sample_id", "action", "description", "input", "target")
+REQUIRED_COLUMNS = ("sample_id", "action", "input")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 @dataclass
@@ -47,18 +51,19 @@ def read_generation_set(root: str | os.PathLike, reference_dir: str | os.PathLik
     if not table.is_file():
         raise InputError(f"{root} is not a generation set: no {SAMPLES_FILE} (see docs/formats.md)")
     reference_root = Path(reference_dir) if reference_dir is not None else root
-    with table.open(newline="", encoding="utf-8") as handle:
+    with table.open(newline="", encoding="utf-8-sig") as handle:  # tolerate a BOM from spreadsheet exports
         reader = csv.DictReader(handle)
         columns = list(reader.fieldnames or [])
         rows = list(reader)
-    absent = [c for c in ("sample_id", "action") if c not in columns]
+    absent = [c for c in REQUIRED_COLUMNS if c not in columns]
     if absent:
         raise InputError(f"{table}: missing column(s) {', '.join(absent)}")
-    available = [c for c in columns if c not in RESERVED_COLUMNS]
+    available = [c for c in columns if c not in RESERVED_COLUMNS and _is_image_column(rows, c)]
     if methods:
         unknown = [m for m in methods if m not in available]
         if unknown:
-            raise InputError(f"{table}: no method column(s) {', '.join(unknown)}; it has {', '.join(available) or 'none'}")
+            raise InputError(f"{table}: no method column(s) {', '.join(unknown)}; "
+                             f"its image columns are {', '.join(available) or 'none'}")
         chosen = list(methods)
     else:
         chosen = available
@@ -100,6 +105,11 @@ def write_generation_set(root: str | os.PathLike, samples: list[Sample], methods
             writer.writerow([s.sample_id, s.action, s.description, rel(s.input), rel(s.target)]
                             + [rel(s.generated[m]) for m in methods])
     return path
+
+
+def _is_image_column(rows: list[dict], column: str) -> bool:
+    values = [(row.get(column) or "").strip() for row in rows]
+    return any(values) and all(v.lower().endswith(IMAGE_SUFFIXES) for v in values if v)
 
 
 def _resolve(base: Path, cell: str, check: bool, table: Path, line: int) -> Path:
