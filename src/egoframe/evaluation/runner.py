@@ -280,26 +280,33 @@ def summarise(scores: dict[str, dict[str, np.ndarray]], set_values: dict[str, di
 
 
 def write_report(report: EvalReport, samples, config: EvalConfig, captions: dict) -> None:
-    import pandas as pd
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     out = report.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    metric_names = [m for m in config.metrics if m not in SET_LEVEL]
+    columns: dict[str, list] = {"sample_id": [], "method": [], **{m: [] for m in metric_names}}
     for method, per_metric in report.scores.items():
         for i, sample in enumerate(samples):
-            row = {"sample_id": sample.sample_id, "method": method}
-            row.update({metric: float(values[i]) for metric, values in per_metric.items()})
-            rows.append(row)
-    frame = pd.DataFrame(rows)
-    frame.to_csv(out / "scores.csv", index=False)
-    try:
-        frame.to_parquet(out / "scores.parquet", index=False)
-    except ImportError:
-        report.notes.append("pyarrow missing: scores.parquet not written")
+            columns["sample_id"].append(sample.sample_id)
+            columns["method"].append(method)
+            for metric in metric_names:
+                columns[metric].append(float(per_metric[metric][i]))
+    table = pa.table(columns)
+    pq.write_table(table, out / "scores.parquet")
+    with (out / "scores.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(list(columns))
+        writer.writerows(zip(*columns.values()))
     if captions:
-        cap_rows = [{"sample_id": s.sample_id, "method": method, "metric": metric, "caption": caps[i]}
-                    for (method, metric), caps in captions.items() for i, s in enumerate(samples)]
-        pd.DataFrame(cap_rows).to_csv(out / "captions.csv", index=False)
+        with (out / "captions.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["sample_id", "method", "metric", "caption"])
+            for (method, metric), caps in captions.items():
+                writer.writerows([s.sample_id, method, metric, caps[i]] for i, s in enumerate(samples))
     (out / "summary.json").write_text(json.dumps(report.summary, indent=1, allow_nan=True))
     (out / "summary.md").write_text(summary_markdown(report.summary))
     (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
