@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "egoframe.cli.world",
     "egoframe.cli.data",
     "egoframe.cli.generate",
+    "egoframe.cli.train",
     "egoframe.cli.enrich",
     "egoframe.cli.evaluate",
     "egoframe.cli.vllm",

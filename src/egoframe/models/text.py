@@ -84,33 +84,46 @@ def build_tiny_clip_tokenizer(words: Sequence[str] = TINY_VOCABULARY, model_max_
     The vocabulary is every byte-level character (alone and word-final) plus merge chains that make
     each given word a single token, so any text tokenizes and the kitchen words stay short.
     """
-    import json
-
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import CLIPTokenizer
 
     specials = ["<|startoftext|>", "<|endoftext|>"]
-    words = list(dict.fromkeys(w.lower() for w in words))
-    # Learn the merges with a real BPE trainer: its merges are applied at encoding time in the order
-    # they were learnt, so every training word comes out as one token (hand-made chains collide).
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>", unk_token=specials[1]))
-    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     alphabet = _byte_level_alphabet()
-    trainer = trainers.BpeTrainer(
-        vocab_size=len(specials) + 2 * len(alphabet) + 8 * sum(len(w) for w in words),
-        special_tokens=specials,
-        initial_alphabet=alphabet,
-        end_of_word_suffix="</w>",
-        min_frequency=1,
-        show_progress=False,
-    )
-    bpe.train_from_iterator(words, trainer=trainer)
-    state = json.loads(bpe.to_str())["model"]
-    vocab: dict[str, int] = dict(state["vocab"])
-    for char in alphabet:  # word-final forms of every character, so no text maps to unk
-        vocab.setdefault(char + "</w>", len(vocab))
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+    vocab: dict[str, int] = {}
+    for token in specials + alphabet + [c + "</w>" for c in alphabet]:
+        vocab.setdefault(token, len(vocab))
+    merges = _learn_merges(dict.fromkeys(w.lower() for w in words))
+    for left, right in merges:
+        vocab.setdefault(left + right, len(vocab))
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+
+
+def _learn_merges(words) -> list[tuple[str, str]]:
+    """Sennrich et al.'s BPE (2016, Alg. 1) on a word list until every word is one symbol.
+
+    Deterministic on purpose (ties go to the lexicographically first pair): the vocabulary ids, and so
+    the text encoder's embedding rows, must not change between runs with the same seed. Merges are
+    learnt in the order encoding applies them, so each listed word encodes as a single token.
+    """
+    from collections import Counter
+
+    symbols = {w: list(w[:-1]) + [w[-1] + "</w>"] for w in words if w}
+    merges: list[tuple[str, str]] = []
+    while True:
+        counts = Counter(pair for seq in symbols.values() for pair in zip(seq, seq[1:]))
+        if not counts:
+            return merges
+        best = min(counts, key=lambda pair: (-counts[pair], pair))
+        merges.append(best)
+        for word, seq in symbols.items():
+            out, i = [], 0
+            while i < len(seq):
+                if i + 1 < len(seq) and (seq[i], seq[i + 1]) == best:
+                    out.append(seq[i] + seq[i + 1])
+                    i += 2
+                else:
+                    out.append(seq[i])
+                    i += 1
+            symbols[word] = out
 
 
 def _byte_level_alphabet() -> list[str]:

@@ -15,8 +15,12 @@ import torch
 @dataclass
 class TinyConfig:
     resolution: int = 64  # pixels; the VAE halves it, so the UNet works on resolution/2 latents
-    vae_channels: tuple[int, ...] = (32, 64)
-    unet_channels: tuple[int, ...] = (32, 64, 64)
+    vae_channels: tuple[int, ...] = (16, 32)
+    unet_channels: tuple[int, ...] = (16, 32, 64)
+    # Cross-attention only at the coarsest level (and the middle block): the measured 2-core budget
+    # (shared/EMBEDDED-DEFAULT-FINDINGS.md) allows ~0.4 s per batch of 32, which attention at the
+    # finer levels would triple.
+    attention_levels: int = 1
     cross_attention_dim: int = 64
     attention_head_dim: int = 8
     text_layers: int = 2
@@ -57,14 +61,17 @@ def tiny_components(config: TinyConfig | None = None, ablation: str = "lego", se
             latent_channels=4,
             norm_num_groups=groups,
             sample_size=config.resolution,
+            # Self-attention over all 32x32 latent positions costs more than the rest of this VAE.
+            mid_block_add_attention=False,
         )
         n = len(config.unet_channels)
+        attn = max(1, min(config.attention_levels, n))
         unet = UNet2DConditionModel(
             sample_size=config.resolution // 2**down,
             in_channels=8,
             out_channels=4,
-            down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
-            up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
+            down_block_types=("DownBlock2D",) * (n - attn) + ("CrossAttnDownBlock2D",) * attn,
+            up_block_types=("CrossAttnUpBlock2D",) * attn + ("UpBlock2D",) * (n - attn),
             block_out_channels=config.unet_channels,
             layers_per_block=1,
             cross_attention_dim=config.cross_attention_dim,

@@ -1,0 +1,66 @@
+"""`egoframe train` (the LEGO diffusion model) and `egoframe vae train` (the embedded default's VAE)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from egoframe.errors import ConfigError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", help="Train the LEGO diffusion model (or an ablation / IP2P) from a YAML config.")(train)
+    vae = typer.Typer(help="The small VAE of the embedded default.", no_args_is_help=True)
+    vae.command("train", help="Train the VAE whose latents the tiny diffusion model works on.")(vae_train)
+    app.add_typer(vae, name="vae")
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set takes key=value (e.g. optim.max_steps=500), got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def train(
+    config: Path = typer.Option(..., "--config", "-c", help="YAML training config (see configs/)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in log.out_dir."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config value: section.key=value (repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    from egoframe.training.config import load_config
+    from egoframe.training.trainer import train as run
+
+    cfg = load_config(str(config), _parse_overrides(set_))
+    result = run(cfg, resume=resume, progress=not quiet)
+    typer.echo(
+        f"trained {result.steps} steps (from step {result.resumed_from}) in {result.seconds:.0f} s, "
+        f"final loss {result.final_loss:.4f} -> {result.model_dir}"
+    )
+
+
+def vae_train(
+    data: Path = typer.Option(..., "--data", help="Curated data set (from `egoframe data curate`)."),
+    out: Path = typer.Option(..., "--out", help="Output directory (diffusers AutoencoderKL layout)."),
+    steps: int = typer.Option(600, "--steps", min=1),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    resolution: int = typer.Option(64, "--resolution", min=8),
+    seed: int = typer.Option(0, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    from egoframe.training.vae import VaeTrainConfig, train_vae
+
+    summary = train_vae(VaeTrainConfig(data=str(data), out_dir=str(out), steps=steps, batch_size=batch_size,
+                                       resolution=resolution, seed=seed), progress=not quiet)
+    if summary.get("reused"):
+        typer.echo(f"VAE already trained in {out}")
+    else:
+        typer.echo(f"VAE: reconstruction {summary['reconstruction_psnr_db']:.1f} dB after {summary['steps']} steps "
+                   f"({summary['seconds']:.0f} s) -> {out}")

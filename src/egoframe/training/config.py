@@ -1,0 +1,152 @@
+"""Typed training configuration (YAML in, validated before any work starts, saved beside checkpoints)."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from egoframe.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    root: str  # a curated data set (pairs.parquet + shards), from `egoframe data curate`
+    split: str = "train"
+    val_split: str = "test"
+    resolution: int = Field(64, ge=8)
+    # Paper: horizontal flip. Off by default: descriptions and VLLM embeddings name the hand, and a
+    # mirrored frame turns the right hand into the left (refused together with VLLM embeddings).
+    flip: bool = False
+    # Random crop keeping at least this fraction of each side, the same crop for input and target.
+    crop_scale: float = Field(1.0, gt=0.0, le=1.0)
+    vllm_cache: str | None = None  # `egoframe vllm embed` output; required by variants with VLLM tokens
+    # Encode VAE latents and CLIP text once (frozen parts); only without flip/crop augmentation.
+    precompute: bool = True
+
+
+class ModelConfig(_Strict):
+    # "tiny": build the embedded-default architecture; otherwise a Stable Diffusion 1.5 directory or
+    # an egoframe model directory to fine-tune.
+    init: str = "tiny"
+    ablation: Literal["ip2p", "labels", "descriptions", "desc+text", "desc+image", "lego"] = "lego"
+    vae: str | None = None  # a trained VAE directory for the tiny architecture (`egoframe vae train`)
+    tiny: dict = Field(default_factory=dict)  # TinyConfig overrides
+    use_text_mask: bool = True  # False reproduces the public code (no padding mask on H_t)
+    vllm: str | None = None  # VLLM directory saved with the final model for on-the-fly inference
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+
+
+class OptimConfig(_Strict):
+    lr: float = Field(1e-4, gt=0)  # LEGO: AdamW, 1e-4 constant
+    weight_decay: float = Field(1e-2, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    batch_size: int = Field(32, ge=1)  # per process
+    grad_accum: int = Field(1, ge=1)
+    max_steps: int = Field(1000, ge=1)  # optimizer steps
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float = Field(1.0, ge=0)  # 0 disables
+    ema_decay: float = Field(0.9999, ge=0, lt=1)  # LEGO: 0.9999, with the usual warm-up for short runs
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    gradient_checkpointing: bool = False
+    use_8bit_adam: bool = False
+
+
+class DropoutConfig(_Strict):
+    # Classifier-free guidance dropout (LEGO supp. F.4): 5 % text (VLLM embeddings go with it),
+    # 5 % image, 5 % both.
+    text: float = Field(0.05, ge=0, le=1)
+    image: float = Field(0.05, ge=0, le=1)
+    both: float = Field(0.05, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum(self):
+        if self.text + self.image + self.both > 1:
+            raise ValueError("dropout probabilities must sum to at most 1")
+        return self
+
+
+class LogConfig(_Strict):
+    out_dir: str
+    log_every: int = Field(10, ge=1)
+    checkpoint_every: int = Field(200, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    sample_every: int = Field(0, ge=0)  # 0: only at the end
+    num_samples: int = Field(4, ge=0)
+    sample_steps: int = Field(20, ge=1)
+    sample_image_scale: float = 1.5  # small models want far less guidance than the paper's 7.5 / 1.5
+    sample_text_scale: float = 1.5
+    tensorboard: bool = True  # used when the package is installed
+
+
+class TrainConfig(_Strict):
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    dropout: DropoutConfig = Field(default_factory=DropoutConfig)
+    log: LogConfig
+    seed: int = 0
+
+    @property
+    def needs_descriptions(self) -> bool:
+        return self.model.ablation not in ("ip2p", "labels")
+
+    @property
+    def needs_vllm(self) -> bool:
+        return self.model.ablation in ("desc+text", "desc+image", "lego")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.needs_vllm and not self.data.vllm_cache:
+            raise ValueError(
+                f"ablation {self.model.ablation!r} conditions on VLLM embeddings: set data.vllm_cache "
+                "(made by `egoframe vllm embed`)"
+            )
+        if self.needs_vllm and self.data.flip:
+            raise ValueError("data.flip mirrors the frame but not its VLLM embeddings: turn one of them off")
+        return self
+
+    def check_paths(self) -> None:
+        """Paths must exist before any work starts."""
+        for name, path in (("data.root", self.data.root), ("data.vllm_cache", self.data.vllm_cache),
+                           ("model.vae", self.model.vae), ("model.vllm", self.model.vllm)):
+            if path and not os.path.exists(path):
+                raise ConfigError(f"{name}: {path} does not exist")
+        if self.model.init != "tiny" and not os.path.isdir(self.model.init):
+            raise ConfigError(f"model.init: {self.model.init} is neither 'tiny' nor a model directory")
+
+
+def parse_config(data: dict) -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        raise ConfigError(f"{where}: {message}{more}") from None
+
+
+def load_config(path: str, overrides: dict | None = None) -> TrainConfig:
+    import yaml
+
+    if not os.path.exists(path):
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (data, model, optim, dropout, log)")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return parse_config(data)

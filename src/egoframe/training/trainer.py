@@ -1,0 +1,508 @@
+"""`egoframe train`: LEGO's diffusion training loop, from one CPU to many GPUs (HF accelerate).
+
+Loss (LEGO Sec. 3.3, InstructPix2Pix Sec. 3.2): ε-prediction (or v-prediction) MSE of the 8-channel
+UNet on concat(noisy target latent, input-frame latent), conditioned on C = [ψ(R); σ(H_i); π(μ(H_t))].
+Classifier-free dropout per sample (LEGO supp. F.4): text only (the VLLM embeddings go with it), image
+only, or both. The trained parameters are the UNet's AND the conditioning module's σ, μ, π: the public
+code built them but never handed them to its optimizer.
+
+Exact resume: batches, noise, timesteps, dropout masks and augmentation are pure functions of
+(seed, micro-step, rank), so a run resumed from a checkpoint computes the same losses as one that was
+never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from egoframe.errors import ConfigError
+from egoframe.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+LOSSES = "losses.jsonl"
+CONFIG_FILE = "train_config.json"
+
+
+class LegoDenoiser(nn.Module):
+    """The trained parts in one module (so DDP wraps them together): conditioning + UNet."""
+
+    def __init__(self, unet, conditioning):
+        super().__init__()
+        self.unet = unet
+        self.conditioning = conditioning
+
+    def forward(self, noisy_latents, image_latents, timesteps, text_states, vllm_image_tokens=None,
+                vllm_text_tokens=None, vllm_text_mask=None, drop_vllm=None):
+        cond, mask = self.conditioning(text_states, vllm_image_tokens, vllm_text_tokens, vllm_text_mask,
+                                       drop_vllm=drop_vllm if self.conditioning.needs_vllm else None)
+        model_in = torch.cat([noisy_latents, image_latents], dim=1)  # (B, 8, h, w)
+        return self.unet(model_in, timesteps, encoder_hidden_states=cond, encoder_attention_mask=mask).sample
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_loss: float
+    seconds: float
+    model_dir: str
+    resumed_from: int
+
+
+# ----------------------------------------------------------------------------------- model building
+
+
+def build_pipeline(config: TrainConfig, cache=None):
+    """The pipeline to train, from the tiny architecture, a Stable Diffusion dir or an egoframe dir."""
+    from diffusers import AutoencoderKL
+
+    from egoframe.models.conditioning import ABLATIONS, LegoConditioningConfig
+    from egoframe.models.tiny import TinyConfig, tiny_components
+    from egoframe.pipelines.lego import LegoPipeline
+    from egoframe.pipelines.loading import check_consistency, load_pipeline
+
+    vllm_sizes = {}
+    if cache is not None:
+        vllm_sizes = dict(d_llm=cache.d_llm, num_image_tokens=cache.n_image_tokens, num_text_tokens=cache.n_text_tokens)
+    m = config.model
+    if m.init == "tiny":
+        fields = TinyConfig.__dataclass_fields__
+        unknown = set(m.tiny) - set(fields)
+        if unknown:
+            raise ConfigError(f"model.tiny: unknown key {sorted(unknown)[0]!r}")
+        tiny_kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in m.tiny.items()}
+        tiny = TinyConfig(**{**tiny_kwargs, "resolution": config.data.resolution})
+        tiny.conditioning = {**tiny.conditioning, **vllm_sizes}
+        parts = tiny_components(tiny, ablation=m.ablation, seed=config.seed, use_text_mask=m.use_text_mask)
+        if m.vae:
+            parts["vae"] = AutoencoderKL.from_pretrained(m.vae, use_safetensors=True)
+        pipe = LegoPipeline(**parts)
+    else:
+        cond = LegoConditioningConfig(**{**ABLATIONS[m.ablation], **vllm_sizes, "use_text_mask": m.use_text_mask})
+        pipe = load_pipeline(m.init, conditioning=cond)
+        have = pipe.conditioning.config
+        want = ABLATIONS[m.ablation]
+        if any(have[k] != v for k, v in want.items()):
+            raise ConfigError(f"model.init {m.init} was trained as another variant than ablation {m.ablation!r}")
+    if m.prediction_type != pipe.scheduler.config.get("prediction_type", "epsilon"):
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=m.prediction_type)
+    check_consistency(pipe, m.init)
+    if pipe.resolution != config.data.resolution:
+        raise ConfigError(f"data.resolution {config.data.resolution} != the model's {pipe.resolution} px")
+    return pipe
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+
+
+def latest_checkpoint(out_dir: str) -> str | None:
+    root = os.path.join(out_dir, CHECKPOINTS)
+    if not os.path.isdir(root):
+        return None
+    done = sorted(d for d in os.listdir(root) if d.startswith("step-") and ".tmp" not in d)
+    return os.path.join(root, done[-1]) if done else None
+
+
+def save_checkpoint(out_dir, step, denoiser, optimizer, lr_scheduler, ema, config, keep: int) -> str:
+    """Everything a resume needs, in a directory that appears atomically (tmp dir + rename)."""
+    from egoframe.utils.checkpoint import atomic_write_json, optimizer_to_files, rng_to_files, save_tensors
+
+    root = os.path.join(out_dir, CHECKPOINTS)
+    os.makedirs(root, exist_ok=True)
+    final = os.path.join(root, f"step-{step:08d}")
+    tmp = f"{final}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    save_tensors(denoiser.state_dict(), os.path.join(tmp, "model.safetensors"))
+    save_tensors(ema.state_tensors(), os.path.join(tmp, "ema.safetensors"))
+    opt_tensors, opt_rest = optimizer_to_files(optimizer)
+    save_tensors(opt_tensors, os.path.join(tmp, "optimizer.safetensors"))
+    rng_tensors, rng_rest = rng_to_files()
+    save_tensors(rng_tensors, os.path.join(tmp, "rng.safetensors"))
+    atomic_write_json(os.path.join(tmp, "state.json"), {
+        "step": step, "optimizer": opt_rest, "lr_scheduler": lr_scheduler.state_dict(), "rng": rng_rest,
+        "config": config.model_dump(mode="json"),
+    })
+    if os.path.exists(final):
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    done = sorted(d for d in os.listdir(root) if d.startswith("step-") and ".tmp" not in d)
+    for old in done[:-keep]:
+        shutil.rmtree(os.path.join(root, old), ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path, denoiser, optimizer, lr_scheduler, ema, config) -> int:
+    from egoframe.utils.checkpoint import load_tensors, optimizer_from_files, rng_from_files
+
+    with open(os.path.join(path, "state.json")) as fh:
+        state = json.load(fh)
+    saved = TrainConfig.model_validate(state["config"])
+    for section in ("data", "model", "dropout"):
+        if getattr(saved, section) != getattr(config, section):
+            raise ConfigError(f"cannot resume {path}: the config's {section} section changed since it was written")
+    if saved.seed != config.seed:
+        raise ConfigError(f"cannot resume {path}: seed changed ({saved.seed} -> {config.seed})")
+    denoiser.load_state_dict(load_tensors(os.path.join(path, "model.safetensors")))
+    optimizer.load_state_dict(optimizer_from_files(load_tensors(os.path.join(path, "optimizer.safetensors")),
+                                                   state["optimizer"]))
+    lr_scheduler.load_state_dict(state["lr_scheduler"])
+    ema.load_tensors(load_tensors(os.path.join(path, "ema.safetensors")))
+    rng_from_files(load_tensors(os.path.join(path, "rng.safetensors")), state["rng"])
+    return int(state["step"])
+
+
+# ----------------------------------------------------------------------------------- the loop
+
+
+class _Frozen:
+    """VAE latents and CLIP text states of the frozen parts, computed once per item when allowed."""
+
+    def __init__(self, pipe, source, precompute: bool):
+        self.pipe, self.source, self.precompute = pipe, source, precompute
+        self.latents: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.text: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def text_states(self, texts: list[str]) -> torch.Tensor:
+        from egoframe.models.text import encode_text
+
+        todo = [t for t in dict.fromkeys(texts) if t not in self.text]
+        if todo:
+            states = encode_text(self.pipe.tokenizer, self.pipe.text_encoder, todo)
+            for t, s in zip(todo, states):
+                self.text[t] = s
+        return torch.stack([self.text[t] for t in texts])
+
+    @torch.no_grad()
+    def encode(self, pixels_in: torch.Tensor, pixels_tg: torch.Tensor):
+        from egoframe.pipelines.lego import encode_image_latents
+
+        image_latents = encode_image_latents(self.pipe.vae, pixels_in)  # (B, 4, h, w), mode, unscaled
+        posterior = self.pipe.vae.encode(pixels_tg.to(self.pipe.vae.device)).latent_dist
+        return image_latents, posterior.mean, posterior.std
+
+    @torch.no_grad()
+    def prepare(self, use_label: bool, chunk: int = 32) -> None:
+        """Encode every item and text once, in index order and fixed chunks.
+
+        Doing it up front (not lazily per batch) keeps each item's latent independent of which items
+        happened to share its encoder batch, so a resumed run sees bit-identical inputs.
+        """
+        texts = sorted({self.source.texts(i)[0 if use_label else 1] for i in range(len(self.source))} | {""})
+        for start in range(0, len(texts), 64):
+            self.text_states(texts[start:start + 64])
+        if not self.precompute:
+            return
+        for start in range(0, len(self.source), chunk):
+            todo = list(range(start, min(start + chunk, len(self.source))))
+            pairs = [self.source.images(i) for i in todo]
+            enc = self.encode(torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]))
+            for k, i in enumerate(todo):
+                self.latents[i] = tuple(e[k].cpu() for e in enc)
+
+    def batch(self, indices: list[int], generator: torch.Generator, flip: bool, crop_scale: float):
+        from egoframe.training.data import augment
+
+        if self.precompute:
+            parts = [self.latents[i] for i in indices]
+            return tuple(torch.stack([p[j] for p in parts]) for j in range(3))
+        pairs = [self.source.images(i) for i in indices]
+        x_in, x_tg = augment(torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]),
+                             generator, flip, crop_scale)
+        return tuple(e.cpu() for e in self.encode(x_in, x_tg))
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train (or resume) and export the EMA model to ``<out_dir>/model``; returns what was done."""
+    from accelerate import Accelerator
+    from diffusers import DDPMScheduler
+
+    from egoframe.training.data import PairSource, batch_indices
+    from egoframe.training.ema import Ema
+    from egoframe.utils.checkpoint import atomic_write_json
+
+    config.check_paths()
+    out_dir = config.log.out_dir
+    if not resume and latest_checkpoint(out_dir):
+        raise ConfigError(f"{out_dir} already holds checkpoints: pass --resume to continue, or use another out_dir")
+    accelerator = Accelerator(mixed_precision=config.optim.mixed_precision,
+                              cpu=not torch.cuda.is_available())
+    rank, world = accelerator.process_index, accelerator.num_processes
+    torch.manual_seed(config.seed)
+
+    source = PairSource(config.data.root, config.data.split, config.data.resolution, config.data.vllm_cache,
+                        need_vllm=config.needs_vllm, need_descriptions=config.needs_descriptions)
+    pipe = build_pipeline(config, source.cache)
+    device = accelerator.device
+    pipe.vae.requires_grad_(False).eval().to(device)
+    pipe.text_encoder.requires_grad_(False).eval().to(device)
+    denoiser = LegoDenoiser(pipe.unet, pipe.conditioning).to(device)
+    denoiser.train()
+    if config.optim.gradient_checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+    trainable = [p for p in denoiser.parameters() if p.requires_grad]
+    optimizer = _optimizer(config, trainable)
+    warmup = config.optim.warmup_steps
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+    ema = Ema(denoiser, config.optim.ema_decay)
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+
+    start_step = 0
+    ckpt = latest_checkpoint(out_dir) if resume else None
+    if ckpt:
+        start_step = load_checkpoint(ckpt, denoiser, optimizer, lr_scheduler, ema, config)
+        logger.info("resumed from %s (step %d)", ckpt, start_step)
+    if accelerator.is_main_process:
+        os.makedirs(out_dir, exist_ok=True)
+        atomic_write_json(os.path.join(out_dir, CONFIG_FILE), config.model_dump(mode="json"))
+        _truncate_losses(os.path.join(out_dir, LOSSES), start_step)
+    denoiser, optimizer = accelerator.prepare(denoiser, optimizer)
+
+    frozen = _Frozen(pipe, source, precompute=config.data.precompute and not config.data.flip
+                     and config.data.crop_scale >= 1.0)
+    use_label = pipe.conditioning.config.text_source == "label"
+    frozen.prepare(use_label)
+    null_state = frozen.text_states([""])[0]
+    scaling = pipe.vae.config.scaling_factor
+    d = config.dropout
+    writer = _tensorboard(config, accelerator)
+    bar = _progress_bar(progress and accelerator.is_main_process, start_step, config.optim.max_steps)
+    start_time, loss_value = time.time(), float("nan")
+    step = start_step
+    try:
+        for step in range(start_step, config.optim.max_steps):
+            total = 0.0
+            for k in range(config.optim.grad_accum):
+                micro = step * config.optim.grad_accum + k
+                g = torch.Generator().manual_seed(_mix(config.seed, micro, rank))
+                idx = batch_indices(len(source), micro, config.optim.batch_size, config.seed, rank, world)
+                image_latents, mean, std = frozen.batch(idx, g, config.data.flip, config.data.crop_scale)
+                b = len(idx)
+                z0 = (mean + std * torch.randn(mean.shape, generator=g)) * scaling  # (B, 4, h, w)
+                noise = torch.randn(z0.shape, generator=g)
+                t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=g)
+                u = torch.rand(b, generator=g)
+                # [0, text) text only; [text, text+both) both; [text+both, text+both+image) image only.
+                drop_text = u < d.text + d.both
+                drop_image = (u >= d.text) & (u < d.text + d.both + d.image)
+                texts = [source.texts(i)[0 if use_label else 1] for i in idx]
+                states = frozen.text_states(texts)
+                states = torch.where(drop_text[:, None, None], null_state.expand_as(states), states)
+                image_latents = image_latents * (~drop_image)[:, None, None, None]
+                vllm = source.vllm(idx)
+                noisy = noise_scheduler.add_noise(z0, noise, t)
+                if config.model.prediction_type == "v_prediction":
+                    target = noise_scheduler.get_velocity(z0, noise, t)
+                else:
+                    target = noise
+                with accelerator.autocast():
+                    pred = denoiser(
+                        noisy.to(device), image_latents.to(device), t.to(device), states.to(device),
+                        vllm_image_tokens=None if vllm is None else vllm.image_tokens.to(device),
+                        vllm_text_tokens=None if vllm is None else vllm.text_tokens.to(device),
+                        vllm_text_mask=None if vllm is None else vllm.text_mask.to(device),
+                        drop_vllm=drop_text.to(device),
+                    )
+                loss = nn.functional.mse_loss(pred.float(), target.to(device).float()) / config.optim.grad_accum
+                last = k == config.optim.grad_accum - 1
+                if world > 1 and not last:
+                    with accelerator.no_sync(denoiser):
+                        accelerator.backward(loss)
+                else:
+                    accelerator.backward(loss)
+                total += float(loss.detach())
+            if config.optim.grad_clip > 0:
+                accelerator.clip_grad_norm_(denoiser.parameters(), config.optim.grad_clip)
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            ema.update(accelerator.unwrap_model(denoiser), step)
+            loss_value = float(accelerator.reduce(torch.tensor(total, device=device), reduction="mean"))
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"loss became {loss_value} at step {step + 1}: lower optim.lr")
+            done = step + 1
+            if accelerator.is_main_process:
+                _append_loss(os.path.join(out_dir, LOSSES), done, loss_value)
+                if writer and done % config.log.log_every == 0:
+                    writer.add_scalar("train/loss", loss_value, done)
+                if bar:
+                    ips = (done - start_step) / max(time.time() - start_time, 1e-9)
+                    bar.update(bar.task_ids[0], completed=done, loss=loss_value, ips=ips)
+            if done % config.log.checkpoint_every == 0 or done == config.optim.max_steps:
+                if accelerator.is_main_process:
+                    save_checkpoint(out_dir, done, accelerator.unwrap_model(denoiser), optimizer, lr_scheduler,
+                                    ema, config, config.log.keep_checkpoints)
+                accelerator.wait_for_everyone()
+            if config.log.sample_every and done % config.log.sample_every == 0 and accelerator.is_main_process:
+                _sample_grid(pipe, ema, accelerator.unwrap_model(denoiser), config, f"step-{done:08d}")
+    finally:
+        if bar:
+            bar.stop()
+    seconds = time.time() - start_time
+    if world > 1:
+        _record_digests(accelerator, denoiser, out_dir)
+    model_dir = os.path.join(out_dir, "model")
+    if accelerator.is_main_process:
+        model_dir = export_model(pipe, ema, accelerator.unwrap_model(denoiser), config)
+        if config.log.num_samples:
+            _sample_grid(pipe, ema, accelerator.unwrap_model(denoiser), config, "final")
+    accelerator.wait_for_everyone()
+    return TrainResult(steps=config.optim.max_steps - start_step, final_loss=loss_value, seconds=seconds,
+                       model_dir=model_dir, resumed_from=start_step)
+
+
+def export_model(pipe, ema, denoiser, config: TrainConfig) -> str:
+    """Save the EMA weights as a complete egoframe model directory (with its VLLM, when given)."""
+    from egoframe.utils.checkpoint import atomic_write_json
+
+    model_dir = os.path.join(config.log.out_dir, "model")
+    tmp = f"{model_dir}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with ema.swapped_in(denoiser):
+        if config.model.vllm and pipe.vllm is None:
+            from egoframe.vllm.model import load_vllm
+
+            pipe.attach_vllm(load_vllm(config.model.vllm))
+        pipe.save_pretrained(tmp)
+    atomic_write_json(os.path.join(tmp, CONFIG_FILE), config.model_dump(mode="json"))
+    shutil.rmtree(model_dir, ignore_errors=True)
+    os.replace(tmp, model_dir)
+    return model_dir
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def _record_digests(accelerator, denoiser, out_dir: str) -> None:
+    """Each process's parameter hash, gathered into rank-digests.json: DDP must keep them identical."""
+    import hashlib
+
+    from accelerate.utils import gather_object
+
+    from egoframe.utils.checkpoint import atomic_write_json
+
+    h = hashlib.sha256()
+    for name, p in sorted(accelerator.unwrap_model(denoiser).state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    digests = gather_object([h.hexdigest()])
+    if accelerator.is_main_process:
+        atomic_write_json(os.path.join(out_dir, "rank-digests.json"), {"world_size": len(digests), "digests": digests})
+
+
+def _mix(seed: int, micro: int, rank: int) -> int:
+    # A distinct, reproducible stream per (seed, micro-step, process).
+    return (seed * 1_000_003 + micro * 7_919 + rank * 104_729) % (2**63 - 1)
+
+
+def _optimizer(config: TrainConfig, params):
+    o = config.optim
+    if o.use_8bit_adam:
+        try:
+            import bitsandbytes as bnb
+        except ImportError:
+            raise ConfigError("optim.use_8bit_adam needs the bitsandbytes package: pip install bitsandbytes") from None
+        return bnb.optim.AdamW8bit(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+
+def _append_loss(path: str, step: int, loss: float) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps({"step": step, "loss": loss}) + "\n")
+
+
+def _truncate_losses(path: str, last_step: int) -> None:
+    """Drop loss lines written after the checkpoint a run resumes from (they will be recomputed)."""
+    if not os.path.exists(path):
+        return
+    keep = []
+    with open(path) as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line cut by a kill
+            if row["step"] > last_step:
+                break
+            keep.append(line if line.endswith("\n") else line + "\n")
+    from egoframe.utils.checkpoint import atomic_write_text
+
+    atomic_write_text(path, "".join(keep))
+
+
+def read_losses(out_dir: str) -> list[tuple[int, float]]:
+    with open(os.path.join(out_dir, LOSSES)) as fh:
+        return [(r["step"], r["loss"]) for r in map(json.loads, fh)]
+
+
+def _tensorboard(config: TrainConfig, accelerator):
+    if not (config.log.tensorboard and accelerator.is_main_process):
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(os.path.join(config.log.out_dir, "tensorboard"))
+
+
+def _progress_bar(enabled: bool, start: int, total: int):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+                   TextColumn("{task.fields[ips]:.2f} it/s"), TimeRemainingColumn())
+    bar.add_task("train", total=total, completed=start, loss=float("nan"), ips=0.0)
+    bar.start()
+    return bar
+
+
+@torch.no_grad()
+def _sample_grid(pipe, ema, denoiser, config: TrainConfig, name: str) -> str | None:
+    """Save rows of (input, generated, target) for the first validation pairs, with the EMA weights."""
+    from PIL import Image
+
+    from egoframe.training.data import PairSource
+
+    try:
+        val = PairSource(config.data.root, config.data.val_split, config.data.resolution, config.data.vllm_cache,
+                         need_vllm=config.needs_vllm, need_descriptions=config.needs_descriptions)
+    except Exception as exc:  # noqa: BLE001 - a missing validation split only costs the grid
+        logger.warning("no sample grid: %s", exc)
+        return None
+    n = min(config.log.num_samples, len(val))
+    idx = list(range(n))
+    pairs = [val.images(i) for i in idx]
+    inputs = torch.stack([p[0] for p in pairs])
+    vllm = val.vllm(idx)
+    kwargs = {}
+    if vllm is not None:
+        kwargs = dict(vllm_image_tokens=vllm.image_tokens, vllm_text_tokens=vllm.text_tokens,
+                      vllm_text_mask=vllm.text_mask)
+    denoiser.eval()
+    with ema.swapped_in(denoiser):
+        out = pipe(inputs, [val.texts(i)[0] for i in idx], description=[val.texts(i)[1] for i in idx],
+                   num_inference_steps=config.log.sample_steps, generator=torch.Generator().manual_seed(0),
+                   output_type="pt", progress=False, **kwargs, **_sample_scales(config))
+    denoiser.train()
+    rows = torch.stack([inputs, out.images.cpu().float(), torch.stack([p[1] for p in pairs])], dim=1)  # (n, 3, 3, R, R)
+    grid = rows.permute(0, 3, 1, 4, 2).reshape(n * inputs.shape[-1], 3 * inputs.shape[-1], 3)  # (n*R, 3*R, 3)
+    path = os.path.join(config.log.out_dir, "samples", f"{name}.png")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(((grid.clamp(-1, 1) + 1) * 127.5).round().byte().numpy()).save(path)
+    return path
+
+
+def _sample_scales(config: TrainConfig) -> dict:
+    return dict(image_guidance_scale=config.log.sample_image_scale, guidance_scale=config.log.sample_text_scale)

@@ -1,0 +1,119 @@
+"""Training the small VAE of the embedded default.
+
+Stable Diffusion's VAE cannot be downloaded here, so the embedded default trains its own: the same
+AutoencoderKL class and layout, 2x downsampling, so a 64 px frame becomes a 4 x 32 x 32 latent and the
+diffusion model keeps Stable Diffusion's latent code path at CPU cost.
+Loss: L1 + L2 reconstruction plus a small KL term (Rombach et al. 2022, Sec. 3 and App. G, without the
+adversarial and perceptual terms, which a flat procedural world does not need).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from egoframe.errors import ConfigError, InputError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class VaeTrainConfig:
+    data: str  # curated data set dir
+    out_dir: str
+    resolution: int = 64
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 1e-3
+    kl_weight: float = 1e-6
+    seed: int = 0
+    vae_channels: tuple[int, ...] = (32, 64)
+
+
+def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
+    """Train and save an AutoencoderKL (diffusers layout, safetensors) to ``config.out_dir``.
+
+    A finished directory is reused as it is (rerunning the command costs nothing); the latent scaling
+    factor is set to 1 / std of the training latents, as Stable Diffusion's 0.18215 was.
+    """
+    from diffusers import AutoencoderKL
+
+    from egoframe.data.dataset import FramePairDataset
+    from egoframe.models.tiny import TinyConfig, tiny_components
+    from egoframe.utils.checkpoint import atomic_write_json
+
+    if config.steps < 1 or config.batch_size < 1:
+        raise ConfigError("steps and batch_size must be >= 1")
+    done_file = os.path.join(config.out_dir, "config.json")
+    if os.path.exists(done_file) and os.path.exists(os.path.join(config.out_dir, "vae_train.json")):
+        logger.info("VAE already trained in %s", config.out_dir)
+        return {"reused": True, "out_dir": config.out_dir}
+    dataset = FramePairDataset(config.data, resolution=config.resolution, split="train")
+    if len(dataset) == 0:
+        raise InputError(f"no training pairs in {config.data}")
+    # Both frames of every pair: the VAE must reconstruct inputs and targets alike.
+    images = _all_frames(dataset)  # (N, 3, R, R)
+    tiny = TinyConfig(resolution=config.resolution, vae_channels=tuple(config.vae_channels))
+    vae: AutoencoderKL = tiny_components(tiny, ablation="descriptions", seed=config.seed)["vae"]
+    vae.train()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(config.seed)
+    start = time.time()
+    bar = _progress(progress)
+    task = bar.add_task("vae", total=config.steps, loss=float("nan")) if bar else None
+    loss_value = float("nan")
+    try:
+        for step in range(config.steps):
+            idx = torch.randint(0, images.shape[0], (config.batch_size,), generator=generator)
+            x = images[idx]
+            posterior = vae.encode(x).latent_dist
+            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
+            recon = vae.decode(z).sample
+            kl = posterior.kl().mean() / x[0].numel()
+            loss = (recon - x).abs().mean() + ((recon - x) ** 2).mean() + config.kl_weight * kl
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            optimizer.step()
+            loss_value = float(loss)
+            if bar:
+                bar.update(task, advance=1, loss=loss_value)
+    finally:
+        if bar:
+            bar.stop()
+    vae.eval()
+    with torch.no_grad():
+        latents = torch.cat([vae.encode(images[i:i + 64]).latent_dist.mean for i in range(0, min(len(images), 512), 64)])
+        recon = vae.decode(vae.encode(images[:64]).latent_dist.mode()).sample
+    scale = float(1.0 / latents.std())
+    vae.register_to_config(scaling_factor=scale)
+    psnr = float(10 * torch.log10(4.0 / ((recon.clamp(-1, 1) - images[:64]) ** 2).mean()))
+    os.makedirs(config.out_dir, exist_ok=True)
+    vae.save_pretrained(config.out_dir)  # writes config.json + safetensors
+    summary = {"steps": config.steps, "final_loss": loss_value, "reconstruction_psnr_db": psnr,
+               "scaling_factor": scale, "seconds": round(time.time() - start, 1), "config": asdict(config)}
+    atomic_write_json(os.path.join(config.out_dir, "vae_train.json"), summary)  # written last: marks done
+    return summary
+
+
+def _all_frames(dataset) -> torch.Tensor:
+    frames = []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        frames.extend([item["input"], item["target"]])
+    return torch.stack(frames)
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
+    bar.start()
+    return bar
