@@ -30,6 +30,10 @@ def generate(
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Frames generated per forward pass."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Regenerate outputs that already exist."),
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda."),
+    method: str = typer.Option("lego", "--method", help="lego | ip2p | sdedit | proxedit (the model must fit it)."),
+    strength: float = typer.Option(0.6, "--strength", help="SDEdit: noise strength of the input latent, (0, 1]."),
+    prox_quantile: float = typer.Option(0.7, "--prox-quantile", help="ProxEdit: threshold quantile of |guidance|."),
+    prox_mode: str = typer.Option("soft", "--prox-mode", help="ProxEdit: soft (l1) | hard (l0) proximal operator."),
 ) -> None:
     from egoframe.pipelines.batch import GenerateSettings, generate_rows, rows_from_inputs
 
@@ -43,6 +47,10 @@ def generate(
         batch_size=batch_size,
         overwrite=overwrite,
         device=device,
+        method=method,
+        strength=strength,
+        prox_quantile=prox_quantile,
+        prox_mode=prox_mode,
     )
     report = generate_rows(rows, settings)
     for note in report.notes:

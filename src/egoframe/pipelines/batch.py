@@ -35,6 +35,10 @@ class GenerateSettings:
     batch_size: int = 8
     overwrite: bool = False
     device: str = "cpu"
+    method: str = "lego"  # lego | ip2p | sdedit | proxedit (egoframe.pipelines.baselines)
+    strength: float = 0.6  # SDEdit: how far the input latent is noised
+    prox_quantile: float = 0.7  # ProxEdit: threshold quantile of |guidance difference|
+    prox_mode: str = "soft"  # ProxEdit: soft (l1) | hard (l0) proximal operator
 
 
 @dataclass
@@ -142,8 +146,13 @@ def generate_rows(rows: list[GenerateRow], settings: GenerateSettings, pipe=None
         return report
     # Read every input before loading the model, so a bad file fails fast with its name.
     images = [load_image(row.image, notes=report.notes) for row in todo]
+    from egoframe.pipelines.baselines import as_method, method_kwargs
+
     if pipe is None:
         pipe = load_model(settings.model, report.notes)
+    pipe = as_method(pipe, settings.method)
+    sampling = method_kwargs(settings.method, settings.image_guidance_scale, settings.guidance_scale,
+                             settings.strength, settings.prox_quantile, settings.prox_mode)
     pipe.to(settings.device)
     pipe.set_progress_bar_config(desc="denoising", leave=False)
     for start in range(0, len(todo), settings.batch_size):
@@ -154,9 +163,8 @@ def generate_rows(rows: list[GenerateRow], settings: GenerateSettings, pipe=None
             [row.action for row in chunk],
             description=[row.description for row in chunk],
             num_inference_steps=settings.steps,
-            image_guidance_scale=settings.image_guidance_scale,
-            guidance_scale=settings.guidance_scale,
             generator=generators,
+            **sampling,
         )
         report.notes.extend(result.notes)
         for row, img in zip(chunk, result.images):

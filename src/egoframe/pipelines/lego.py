@@ -194,6 +194,11 @@ class LegoPipeline(DiffusionPipeline):
                 model_in = torch.cat([scaled, img], dim=1)
                 outs.append(self.unet(model_in, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample)
             eps_text, eps_image, eps_uncond = outs
+        return self.combine_guidance(eps_text, eps_image, eps_uncond, image_guidance_scale, guidance_scale)
+
+    def combine_guidance(self, eps_text, eps_image, eps_uncond, image_guidance_scale: float,
+                         guidance_scale: float) -> torch.Tensor:
+        """InstructPix2Pix Eq. 3; subclasses (ProxEdit) reshape the guidance terms here."""
         return (
             eps_uncond
             + image_guidance_scale * (eps_image - eps_uncond)

@@ -28,8 +28,8 @@ def load_pipeline(path: str | os.PathLike, device: str | None = None, dtype=None
     path = os.fspath(path)
     index = _read_index(path)
     kind = index.get("_class_name", "")
-    if kind == "LegoPipeline":
-        pipe = _load_egoframe(path)
+    if kind in ("LegoPipeline", "SDEditPipeline"):
+        pipe = _load_egoframe(path, kind)
     elif kind in ("StableDiffusionPipeline", "StableDiffusionInstructPix2PixPipeline") or _has_sd_folders(path):
         pipe = from_stable_diffusion(path, conditioning=conditioning)
     else:
@@ -84,8 +84,10 @@ def check_consistency(pipe, path: str = "model") -> None:
     """Shapes that must agree across components; checked once at load so errors name the cause."""
     unet, vae, cond = pipe.unet.config, pipe.vae.config, pipe.conditioning.config
     problems = []
-    if unet.in_channels != 2 * vae.latent_channels:
-        problems.append(f"unet takes {unet.in_channels} channels, expected 2 x {vae.latent_channels} latent channels")
+    # Edit models see concat(noisy, input latent); a text-to-image (SDEdit) model sees the noisy latent only.
+    factor = 2 if getattr(pipe, "conditions_on_image", True) else 1
+    if unet.in_channels != factor * vae.latent_channels:
+        problems.append(f"unet takes {unet.in_channels} channels, expected {factor} x {vae.latent_channels} latent channels")
     if unet.out_channels != vae.latent_channels:
         problems.append(f"unet outputs {unet.out_channels} channels, the vae has {vae.latent_channels}")
     if cond.cross_attention_dim != unet.cross_attention_dim:
@@ -104,8 +106,14 @@ def check_consistency(pipe, path: str = "model") -> None:
         raise ModelLoadError(f"{path}: mismatched components: " + "; ".join(problems))
 
 
-def _load_egoframe(path: str):
+def _load_egoframe(path: str, kind: str = "LegoPipeline"):
     from egoframe.pipelines.lego import VLLM_EXTRACTION_FILE, VLLM_SUBFOLDER, LegoPipeline
+
+    pipeline_class = LegoPipeline
+    if kind == "SDEditPipeline":
+        from egoframe.pipelines.baselines import SDEditPipeline  # same parts, a 4-channel (text-to-image) UNet
+
+        pipeline_class = SDEditPipeline
 
     index = _read_index(path)
     missing = [n for n in ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "conditioning")
@@ -114,7 +122,7 @@ def _load_egoframe(path: str):
         raise ModelLoadError(f"{path} is an incomplete egoframe model: missing {', '.join(missing)}")
     try:
         # use_safetensors: a directory without safetensors weights is refused, never unpickled.
-        pipe = LegoPipeline.from_pretrained(path, use_safetensors=True)
+        pipe = pipeline_class.from_pretrained(path, use_safetensors=True)
     except (OSError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
         raise ModelLoadError(f"cannot load egoframe model {path}: {_first_line(exc)}") from None
     vllm_dir = os.path.join(path, VLLM_SUBFOLDER)

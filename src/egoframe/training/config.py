@@ -39,6 +39,9 @@ class ModelConfig(_Strict):
     use_text_mask: bool = True  # False reproduces the public code (no padding mask on H_t)
     vllm: str | None = None  # VLLM directory saved with the final model for on-the-fly inference
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+    # "edit": the 8-channel image-editing UNet (LEGO / IP2P); "t2i": a 4-channel text-to-image UNet on the
+    # target frames + text, the fine-tuned SD that the SDEdit baseline samples from (LEGO Table 1).
+    mode: Literal["edit", "t2i"] = "edit"
 
 
 class OptimConfig(_Strict):
@@ -106,6 +109,9 @@ class TrainConfig(_Strict):
                 f"ablation {self.model.ablation!r} conditions on VLLM embeddings: set data.vllm_cache "
                 "(made by `egoframe vllm embed`)"
             )
+        if self.model.mode == "t2i" and self.needs_vllm:
+            raise ValueError(f"model.mode t2i conditions on text only: use ablation labels or descriptions, "
+                             f"not {self.model.ablation!r}")
         if self.needs_vllm and self.data.flip:
             raise ValueError("data.flip mirrors the frame but not its VLLM embeddings: turn one of them off")
         return self

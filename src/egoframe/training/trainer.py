@@ -46,7 +46,8 @@ class LegoDenoiser(nn.Module):
                 vllm_text_tokens=None, vllm_text_mask=None, drop_vllm=None):
         cond, mask = self.conditioning(text_states, vllm_image_tokens, vllm_text_tokens, vllm_text_mask,
                                        drop_vllm=drop_vllm if self.conditioning.needs_vllm else None)
-        model_in = torch.cat([noisy_latents, image_latents], dim=1)  # (B, 8, h, w)
+        # image_latents None: the text-to-image UNet (mode t2i) sees the noisy latent only, (B, 4, h, w)
+        model_in = noisy_latents if image_latents is None else torch.cat([noisy_latents, image_latents], dim=1)  # (B, 8, h, w)
         return self.unet(model_in, timesteps, encoder_hidden_states=cond, encoder_attention_mask=mask).sample
 
 
@@ -94,12 +95,36 @@ def build_pipeline(config: TrainConfig, cache=None):
         want = ABLATIONS[m.ablation]
         if any(have[k] != v for k, v in want.items()):
             raise ConfigError(f"model.init {m.init} was trained as another variant than ablation {m.ablation!r}")
+    if m.mode == "t2i":
+        pipe = _text_to_image(pipe)
     if m.prediction_type != pipe.scheduler.config.get("prediction_type", "epsilon"):
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=m.prediction_type)
     check_consistency(pipe, m.init)
     if pipe.resolution != config.data.resolution:
         raise ConfigError(f"data.resolution {config.data.resolution} != the model's {pipe.resolution} px")
     return pipe
+
+
+def _text_to_image(pipe):
+    """The same parts with a 4-channel UNet: SDEdit's text-to-image model (LEGO Table 1 baselines).
+
+    The 8-channel UNet is rebuilt with 4 input channels keeping conv_in's first 4 channels (those that act
+    on the noisy latent). For a Stable Diffusion init this recovers its original text-to-image conv_in
+    exactly (``grow_conv_in`` copied it there and zeroed the image channels); for the tiny init it keeps
+    the seeded weights.
+    """
+    from diffusers import UNet2DConditionModel
+
+    from egoframe.pipelines.baselines import SDEditPipeline
+
+    unet = pipe.unet
+    if unet.config.in_channels != 4:
+        state = unet.state_dict()
+        state["conv_in.weight"] = state["conv_in.weight"][:, :4].clone()
+        unet = UNet2DConditionModel.from_config({**unet.config, "in_channels": 4})
+        unet.load_state_dict(state)
+    return SDEditPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=unet,
+                          scheduler=pipe.scheduler, conditioning=pipe.conditioning)
 
 
 # ----------------------------------------------------------------------------------- checkpoints
@@ -276,6 +301,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     null_state = frozen.text_states([""])[0]
     scaling = pipe.vae.config.scaling_factor
     d = config.dropout
+    t2i = config.model.mode == "t2i"
     writer = _tensorboard(config, accelerator)
     bar = _progress_bar(progress and accelerator.is_main_process, start_step, config.optim.max_steps)
     start_time, loss_value = time.time(), float("nan")
@@ -300,6 +326,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                 states = frozen.text_states(texts)
                 states = torch.where(drop_text[:, None, None], null_state.expand_as(states), states)
                 image_latents = image_latents * (~drop_image)[:, None, None, None]
+                if t2i:
+                    # Same random draws as the edit mode (exact resume unchanged); only text is dropped
+                    # (text or both: the unconditional branch of ordinary classifier-free guidance).
+                    image_latents = None
                 vllm = source.vllm(idx)
                 noisy = noise_scheduler.add_noise(z0, noise, t)
                 if config.model.prediction_type == "v_prediction":
@@ -308,7 +338,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                     target = noise
                 with accelerator.autocast():
                     pred = denoiser(
-                        noisy.to(device), image_latents.to(device), t.to(device), states.to(device),
+                        noisy.to(device), None if image_latents is None else image_latents.to(device), t.to(device),
+                        states.to(device),
                         vllm_image_tokens=None if vllm is None else vllm.image_tokens.to(device),
                         vllm_text_tokens=None if vllm is None else vllm.text_tokens.to(device),
                         vllm_text_mask=None if vllm is None else vllm.text_mask.to(device),
@@ -491,10 +522,13 @@ def _sample_grid(pipe, ema, denoiser, config: TrainConfig, name: str) -> str | N
         kwargs = dict(vllm_image_tokens=vllm.image_tokens, vllm_text_tokens=vllm.text_tokens,
                       vllm_text_mask=vllm.text_mask)
     denoiser.eval()
+    scales = _sample_scales(config)
+    if config.model.mode == "t2i":  # SDEdit from the input frame; no image guidance
+        scales = dict(guidance_scale=config.log.sample_text_scale, strength=0.6)
     with ema.swapped_in(denoiser):
         out = pipe(inputs, [val.texts(i)[0] for i in idx], description=[val.texts(i)[1] for i in idx],
                    num_inference_steps=config.log.sample_steps, generator=torch.Generator().manual_seed(0),
-                   output_type="pt", progress=False, **kwargs, **_sample_scales(config))
+                   output_type="pt", progress=False, **kwargs, **scales)
     denoiser.train()
     rows = torch.stack([inputs, out.images.cpu().float(), torch.stack([p[1] for p in pairs])], dim=1)  # (n, 3, 3, R, R)
     grid = rows.permute(0, 3, 1, 4, 2).reshape(n * inputs.shape[-1], 3 * inputs.shape[-1], 3)  # (n*R, 3*R, 3)
