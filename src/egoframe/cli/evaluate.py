@@ -25,7 +25,7 @@ def evaluate(
     set_dir: Path = typer.Argument(..., help="Generation set directory holding samples.csv (docs/formats.md)."),
     metrics: str = typer.Option("psnr,ssim,l1,l2", "--metrics",
                                 help="Comma list: psnr,ssim,l1,l2,lpips,lpips-alex,lpips-vgg,fid,clip-i,clip-t,dino,"
-                                     "egovlp,egovlp+,blip-b,blip-l."),
+                                     "egovlp,egovlp+,blip-b,blip-l,action-success,state-acc."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for scores.csv/parquet and summary.json/md."),
     method: Optional[str] = typer.Option(None, "--method", "--methods", help="Comma list of method columns (default: all)."),
     reference_dir: Optional[Path] = typer.Option(None, "--reference-dir", help="Resolve input/target paths here."),
@@ -37,6 +37,8 @@ def evaluate(
     blip_b: Optional[Path] = typer.Option(None, "--blip-b", help="BLIP captioning base directory."),
     blip_l: Optional[Path] = typer.Option(None, "--blip-l", help="BLIP captioning large directory."),
     text_model: Optional[Path] = typer.Option(None, "--text-model", help="Sentence-embedding directory for BLIP-B/L."),
+    oracle: Optional[Path] = typer.Option(None, "--oracle", help="Oracle state reader dir (`egoframe oracle train`)."),
+    world: Optional[Path] = typer.Option(None, "--world", help="The embedded world (true states for oracle metrics)."),
     clip_frames: int = typer.Option(4, "--clip-frames", help="EgoVLP clip length: 4 (Ego4D) or 16 (EPIC)."),
     clip_text: str = typer.Option("description", "--clip-text", help="CLIP-T text: description | action."),
     long_text: str = typer.Option("truncate", "--long-text", help="CLIP text > 77 tokens: truncate (keeps EOT) | chunks."),
@@ -55,7 +57,8 @@ def evaluate(
     config = EvalConfig(
         metrics=_split(metrics) or [], methods=_split(method),
         weights=MetricWeights(lpips=text(lpips_weights), clip=text(clip), dino=text(dino), inception=text(inception),
-                              egovlp=text(egovlp), blip_b=text(blip_b), blip_l=text(blip_l), text_model=text(text_model)),
+                              egovlp=text(egovlp), blip_b=text(blip_b), blip_l=text(blip_l), text_model=text(text_model),
+                              oracle=text(oracle), world=text(world)),
         clip_frames=clip_frames, clip_text=clip_text, long_text=long_text, resamples=resamples,
         fid_resamples=fid_resamples, seed=seed, device=device, batch_size=batch_size)
     report = evaluate_folder(set_dir, reference_dir, out_dir=out, config=config)

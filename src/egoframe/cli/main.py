@@ -31,6 +31,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "egoframe.cli.vllm",
     "egoframe.cli.study",
     "egoframe.cli.demo",
+    "egoframe.cli.oracle",
+    "egoframe.cli.reproduce",
 )
 
 for _name in COMMAND_MODULES:

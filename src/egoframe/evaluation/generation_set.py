@@ -29,6 +29,7 @@ class Sample:
     input: Path | None
     target: Path | None
     generated: dict[str, Path] = field(default_factory=dict)  # method -> image path
+    extra: dict[str, str] = field(default_factory=dict)  # other non-image columns (e.g. the world frame)
 
 
 @dataclass
@@ -59,6 +60,7 @@ def read_generation_set(root: str | os.PathLike, reference_dir: str | os.PathLik
     if absent:
         raise InputError(f"{table}: missing column(s) {', '.join(absent)}")
     available = [c for c in columns if c not in RESERVED_COLUMNS and _is_image_column(rows, c)]
+    extra_columns = [c for c in columns if c not in RESERVED_COLUMNS and c not in available]
     if methods:
         unknown = [m for m in methods if m not in available]
         if unknown:
@@ -88,22 +90,25 @@ def read_generation_set(root: str | os.PathLike, reference_dir: str | os.PathLik
             description=(row.get("description") or "").strip(),
             input=_resolve(reference_root, row["input"].strip(), check_files, table, line) if (row.get("input") or "").strip() else None,
             target=_resolve(reference_root, row["target"].strip(), check_files, table, line) if (row.get("target") or "").strip() else None,
-            generated=generated))
+            generated=generated, extra={c: (row.get(c) or "").strip() for c in extra_columns}))
     return GenerationSet(root=root, methods=chosen, samples=samples)
 
 
 def write_generation_set(root: str | os.PathLike, samples: list[Sample], methods: list[str]) -> Path:
-    """Write ``samples.csv`` with paths made relative to ``root`` (files must already be inside it)."""
+    """Write ``samples.csv`` with paths made relative to ``root`` (files must already be inside it).
+
+    Each sample's ``extra`` values become further (non-image) columns after the method columns."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     path = root / SAMPLES_FILE
+    extra_columns = list(dict.fromkeys(k for s in samples for k in s.extra))
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(list(RESERVED_COLUMNS) + list(methods))
+        writer.writerow(list(RESERVED_COLUMNS) + list(methods) + extra_columns)
         for s in samples:
             rel = lambda p: "" if p is None else os.path.relpath(p, root)  # noqa: E731
             writer.writerow([s.sample_id, s.action, s.description, rel(s.input), rel(s.target)]
-                            + [rel(s.generated[m]) for m in methods])
+                            + [rel(s.generated[m]) for m in methods] + [s.extra.get(k, "") for k in extra_columns])
     return path
 
 

