@@ -57,6 +57,9 @@ class LegoPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->conditioning->unet->vae"
     vllm = None  # egoframe.vllm.model.Vllm | None
     vllm_extraction = None  # egoframe.vllm.embeddings.ExtractionConfig | None
+    # VLLM results kept per (frame bytes, action, extraction config), so that a sweep of seeds or guidance
+    # scales over one input runs the VLLM (by far the costliest part at LLaVA size) once. 0 turns it off.
+    vllm_cache_size = 64
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, conditioning: LegoConditioning):
         super().__init__()
@@ -82,7 +85,14 @@ class LegoPipeline(DiffusionPipeline):
             )
         self.vllm = vllm
         self.vllm_extraction = extraction or ExtractionConfig(n_text_tokens=c.num_text_tokens)
+        self.clear_vllm_cache()
         return self
+
+    def clear_vllm_cache(self) -> None:
+        """Forget cached VLLM results; call it after changing the attached VLLM's weights in place."""
+        from collections import OrderedDict
+
+        self._vllm_results = OrderedDict()
 
     def save_pretrained(self, save_directory, **kwargs):
         super().save_pretrained(save_directory, **kwargs)
@@ -164,6 +174,29 @@ class LegoPipeline(DiffusionPipeline):
             drop_vllm=drop_mask if self.conditioning.needs_vllm else None,
         )
 
+    def null_condition(self, batch: int, long_text: str = "truncate") -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The null condition ∅ for ``batch`` rows. Every row is the same (empty prompt, zeroed VLLM tokens,
+        all positions visible), so one row is encoded and expanded: ψ and π run once, not once per image."""
+        vllm = [None, None, None]
+        c = self.conditioning.config
+        width = c.d_llm
+        if c.use_image_tokens:
+            vllm[0] = torch.zeros(1, c.num_image_tokens, width, device=self._execution_device)
+        if c.use_text_tokens:
+            vllm[1] = torch.zeros(1, c.num_text_tokens, width, device=self._execution_device)
+        null, mask = self.encode_condition([""], *vllm, drop=True, long_text=long_text)  # (1, L, D)
+        return null.expand(batch, -1, -1), None if mask is None else mask.expand(batch, -1)
+
+    def branch_inputs(self, image_latents, cond, cond_mask, null, null_mask):
+        """The fixed halves of the batched guidance input: image latents [x, x, 0], states [c, ∅, ∅], mask.
+
+        They do not change between steps, so __call__ builds them once instead of once per step.
+        """
+        images = torch.cat([image_latents, image_latents, torch.zeros_like(image_latents)])  # (3B, 4, h, w)
+        states = torch.cat([cond, null, null])  # (3B, L, D)
+        mask = None if cond_mask is None else torch.cat([cond_mask, null_mask, null_mask])
+        return images, states, mask
+
     def predict_noise(
         self,
         latents: torch.Tensor,
@@ -176,29 +209,32 @@ class LegoPipeline(DiffusionPipeline):
         image_guidance_scale: float,
         guidance_scale: float,
         batch_branches: bool = True,
+        guided: bool = True,
+        branches: tuple | None = None,
     ) -> torch.Tensor:
-        """Guided ε for one step. The three branches (x,c), (x,∅), (∅,∅) run as one batch by default."""
-        zeros = torch.zeros_like(image_latents)
-        branches = [(cond, cond_mask, image_latents), (null, null_mask, image_latents), (null, null_mask, zeros)]
+        """Guided ε for one step. The three branches (x,c), (x,∅), (∅,∅) run as one batch by default.
+
+        guided=False returns the conditional ε(x,c) alone (one UNet batch instead of three), which is what
+        the guidance formula gives with both scales at 1. ``branches``: :meth:`branch_inputs`, precomputed.
+        """
+        if not guided:
+            model_in = torch.cat([self.scheduler.scale_model_input(latents, t), image_latents], dim=1)
+            return self.unet(model_in, t, encoder_hidden_states=cond, encoder_attention_mask=cond_mask).sample
         if batch_branches:
+            images, states, mask = branches or self.branch_inputs(image_latents, cond, cond_mask, null, null_mask)
             scaled = self.scheduler.scale_model_input(torch.cat([latents] * 3), t)
-            model_in = torch.cat([scaled, torch.cat([b[2] for b in branches])], dim=1)  # (3B, 8, h, w)
-            states = torch.cat([b[0] for b in branches])  # (3B, L, D)
-            mask = None if cond_mask is None else torch.cat([b[1] for b in branches])
+            model_in = torch.cat([scaled, images], dim=1)  # (3B, 8, h, w)
             eps = self.unet(model_in, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
             eps_text, eps_image, eps_uncond = eps.chunk(3)
         else:
+            zeros = torch.zeros_like(image_latents)
             outs = []
-            for states, mask, img in branches:
+            for states, mask, img in ((cond, cond_mask, image_latents), (null, null_mask, image_latents),
+                                      (null, null_mask, zeros)):
                 scaled = self.scheduler.scale_model_input(latents, t)
                 model_in = torch.cat([scaled, img], dim=1)
                 outs.append(self.unet(model_in, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample)
             eps_text, eps_image, eps_uncond = outs
-        return self.combine_guidance(eps_text, eps_image, eps_uncond, image_guidance_scale, guidance_scale)
-
-    def combine_guidance(self, eps_text, eps_image, eps_uncond, image_guidance_scale: float,
-                         guidance_scale: float) -> torch.Tensor:
-        """InstructPix2Pix Eq. 3; subclasses (ProxEdit) reshape the guidance terms here."""
         return (
             eps_uncond
             + image_guidance_scale * (eps_image - eps_uncond)
@@ -224,6 +260,7 @@ class LegoPipeline(DiffusionPipeline):
         long_text: str = "truncate",
         batch_branches: bool = True,
         progress: bool = True,
+        guidance_interval: tuple[float, float] = (0.0, 1.0),
     ) -> LegoPipelineOutput:
         """Generate the frame(s) showing ``action`` carried out in ``image``.
 
@@ -234,6 +271,9 @@ class LegoPipeline(DiffusionPipeline):
         vllm_*: precomputed VLLM embeddings H_i (B, n_img, d_llm), H_t (B, N, d_llm) and mask (B, N),
                 required when the model conditions on them.
         guidance_scale is the text scale s_c, image_guidance_scale the image scale s_x (LEGO: 1.5 / 7.5).
+        guidance_interval: (lo, hi) fractions of the sampling steps that use guidance; step i of n is guided
+                when lo <= i / n < hi, the others use the conditional prediction ε(x,c) alone and cost a third
+                of a guided step (guidance limited to an interval: Kynkäänniemi et al., NeurIPS 2024).
         """
         notes: list[str] = []
         if num_inference_steps < 1:
@@ -242,6 +282,7 @@ class LegoPipeline(DiffusionPipeline):
             raise InputError(f"num_images_per_prompt must be >= 1, got {num_images_per_prompt}")
         if output_type not in ("pil", "pt", "np"):
             raise InputError(f"output_type must be 'pil', 'pt' or 'np', got {output_type!r}")
+        lo, hi = _check_interval(guidance_interval)
         pixels = self.prepare_images(image, notes)  # (B, 3, R, R)
         batch = pixels.shape[0]
         actions = _per_image(action, batch, "action")
@@ -264,7 +305,7 @@ class LegoPipeline(DiffusionPipeline):
 
         device, dtype = self._execution_device, self.unet.dtype
         cond, cond_mask = self.encode_condition(texts, *vllm, drop=False, long_text=long_text)
-        null, null_mask = self.encode_condition(texts, *vllm, drop=True, long_text=long_text)
+        null, null_mask = self.null_condition(batch, long_text)
         image_latents = encode_image_latents(self.vae, pixels.to(device)).to(dtype)  # (B, 4, h, w)
 
         n = num_images_per_prompt
@@ -277,11 +318,13 @@ class LegoPipeline(DiffusionPipeline):
         latents = _randn(shape, generator, device, dtype) * self.scheduler.init_noise_sigma
 
         timesteps = self.scheduler.timesteps
+        branches = self.branch_inputs(image_latents, cond, cond_mask, null, null_mask) if batch_branches else None
         iterator = self.progress_bar(timesteps) if progress else timesteps
-        for t in iterator:
+        for i, t in enumerate(iterator):
             eps = self.predict_noise(
                 latents, t, image_latents, cond, cond_mask, null, null_mask,
                 image_guidance_scale, guidance_scale, batch_branches=batch_branches,
+                guided=lo <= i / len(timesteps) < hi, branches=branches,
             )
             latents = self.scheduler.step(eps, t, latents, generator=generator).prev_sample
 
@@ -295,11 +338,44 @@ class LegoPipeline(DiffusionPipeline):
         return LegoPipelineOutput(images=images, notes=notes)
 
     def run_vllm(self, pixels: torch.Tensor, actions: Sequence[str]):
-        """The attached VLLM's embeddings and descriptions for (B, 3, R, R) frames in [-1, 1]."""
-        from egoframe.vllm.embeddings import extract_vllm_embeddings
+        """The attached VLLM's embeddings and descriptions for (B, 3, R, R) frames in [-1, 1].
+
+        Results are cached per (frame bytes, action, extraction config): only pairs not seen before reach the
+        VLLM, in one batch, so generating many samples for one input runs it once.
+        """
+        import hashlib
+        import json
+
+        from egoframe.vllm.embeddings import VllmEmbeddings, extract_vllm_embeddings
 
         frames = ((pixels.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (B, 3, R, R)
-        return extract_vllm_embeddings(self.vllm, list(frames), list(actions), self.vllm_extraction)
+        if not self.vllm_cache_size:
+            return extract_vllm_embeddings(self.vllm, list(frames), list(actions), self.vllm_extraction)
+        if getattr(self, "_vllm_results", None) is None:
+            self.clear_vllm_cache()
+        config = json.dumps(self.vllm_extraction.to_dict(), sort_keys=True)
+        keys = []
+        for frame, action in zip(frames, actions):
+            digest = hashlib.sha256(frame.numpy().tobytes())
+            digest.update(repr((tuple(frame.shape), action, config)).encode())
+            keys.append(digest.hexdigest())
+        todo, queued = [], set()
+        for i, k in enumerate(keys):  # each unseen (frame, action) once, even if the batch repeats it
+            if k not in self._vllm_results and k not in queued:
+                queued.add(k)
+                todo.append(i)
+        if todo:
+            fresh = extract_vllm_embeddings(self.vllm, [frames[i] for i in todo], [actions[i] for i in todo],
+                                            self.vllm_extraction)
+            for row, i in enumerate(todo):
+                self._vllm_results[keys[i]] = VllmEmbeddings(  # clones: a row must not pin its whole batch
+                    fresh.image_tokens[row:row + 1].clone(), fresh.text_tokens[row:row + 1].clone(),
+                    fresh.text_mask[row:row + 1].clone(), [fresh.description[row]])
+        for k in keys:
+            self._vllm_results.move_to_end(k)
+        while len(self._vllm_results) > max(self.vllm_cache_size, len(set(keys))):
+            self._vllm_results.popitem(last=False)  # least recently used
+        return VllmEmbeddings.cat([self._vllm_results[k] for k in keys])
 
     def _check_vllm(self, batch, image_tokens, text_tokens, text_mask):
         c = self.conditioning.config
@@ -321,6 +397,16 @@ class LegoPipeline(DiffusionPipeline):
             text_tokens if c.use_text_tokens else None,
             text_mask if c.use_text_tokens else None,
         )
+
+
+def _check_interval(interval) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise InputError(f"guidance_interval must be a pair (lo, hi) of fractions, got {interval!r}") from None
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise InputError(f"guidance_interval must satisfy 0 <= lo <= hi <= 1, got {interval!r}")
+    return lo, hi
 
 
 def _per_image(value, batch: int, name: str) -> list:
