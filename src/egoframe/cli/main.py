@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "egoframe.cli.vllm",
     "egoframe.cli.study",
     "egoframe.cli.demo",
+    "egoframe.cli.siblings",
     "egoframe.cli.oracle",
     "egoframe.cli.reproduce",
 )
