@@ -10,6 +10,7 @@ latent), any diffusers scheduler steps. Guidance is InstructPix2Pix's dual class
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -319,6 +320,8 @@ class LegoPipeline(DiffusionPipeline):
 
         timesteps = self.scheduler.timesteps
         branches = self.branch_inputs(image_latents, cond, cond_mask, null, null_mask) if batch_branches else None
+        # Stochastic schedulers (Euler ancestral, DDPM) take a generator; deterministic ones (UniPC) refuse it.
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
         iterator = self.progress_bar(timesteps) if progress else timesteps
         for i, t in enumerate(iterator):
             eps = self.predict_noise(
@@ -326,7 +329,7 @@ class LegoPipeline(DiffusionPipeline):
                 image_guidance_scale, guidance_scale, batch_branches=batch_branches,
                 guided=lo <= i / len(timesteps) < hi, branches=branches,
             )
-            latents = self.scheduler.step(eps, t, latents, generator=generator).prev_sample
+            latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample
 
         decoded = self.vae.decode(latents / self.vae.config.scaling_factor).sample  # (B*n, 3, R, R)
         if output_type == "pt":

@@ -1,0 +1,235 @@
+"""Inference: egoframe's LegoPipeline vs diffusers' StableDiffusionInstructPix2PixPipeline, side by side.
+
+Both pipelines get the SAME module objects (UNet, VAE, text encoder, tokenizer), copies of the same
+scheduler, the same steps, guidance scales, seed and PIL input frames; runs are interleaved in one process.
+
+Rows:
+- ``ip2p``       diffusers' pipeline (the reference);
+- ``egoframe``   LegoPipeline with the "descriptions" conditioning: C = ψ(R), the same 77 tokens as IP2P,
+                 so any time difference is pipeline overhead (target ratio <= 1.00);
+- ``egoframe+vllm`` the full LEGO conditioning (C = [ψ(R); σ(H_i); π(μ(H_t))], 410 tokens at SD size) with
+                 precomputed VLLM embeddings: slower by the extra conditioning's FLOPs, reported beside it.
+
+    python benchmarks/bench_inference.py --quick                      # tiny model, a few seconds
+    python benchmarks/bench_inference.py --size tiny --batches 1 8 --steps 20 --repeats 5
+    python benchmarks/bench_inference.py --size sd15 --batches 1 --steps 2 --repeats 2   # CPU: minutes
+    python benchmarks/bench_inference.py --size sd15 --batches 1 8 --steps 25 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from _common import interleaved, machine_line, mib  # noqa: E402
+
+DESCRIPTION = "the person takes the red cup from the counter with the right hand"
+ACTION = "take cup"
+
+
+def sd15_components(resolution: int, seed: int = 0) -> dict:
+    """Random-weight parts with Stable Diffusion 1.5's sizes (UNet grown to 8 input channels)."""
+    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from egoframe.models.conditioning import LegoConditioning
+    from egoframe.models.text import build_tiny_clip_tokenizer
+
+    torch.manual_seed(seed)
+    # UNet2DConditionModel's defaults are SD 1.5's layout (320/640/1280/1280, 2 layers per block).
+    unet = UNet2DConditionModel(sample_size=resolution // 8, in_channels=8, out_channels=4,
+                                cross_attention_dim=768, attention_head_dim=8)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512),
+                        layers_per_block=2, latent_channels=4, sample_size=resolution)
+    # SD's CLIP ViT-L/14 text tower; the tokenizer is egoframe's offline CLIP-format one (its vocabulary size
+    # only changes the embedding table, not the compute).
+    tokenizer = build_tiny_clip_tokenizer()
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+        num_attention_heads=12, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    scheduler = EulerAncestralDiscreteScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                                                beta_schedule="scaled_linear")
+    lego_conditioning = LegoConditioning(cross_attention_dim=768, d_llm=5120, num_image_tokens=256,
+                                         num_text_tokens=77)  # LLaVA-1.5-13B sizes: C is 410 x 768
+    desc_conditioning = LegoConditioning(cross_attention_dim=768, use_image_tokens=False, use_text_tokens=False)
+    return dict(unet=unet, vae=vae, tokenizer=tokenizer, text_encoder=text_encoder, scheduler=scheduler,
+                lego_conditioning=lego_conditioning, desc_conditioning=desc_conditioning)
+
+
+def tiny_parts(resolution: int, seed: int = 0) -> dict:
+    from egoframe.models.tiny import TinyConfig, tiny_components
+
+    config = TinyConfig(resolution=resolution)
+    parts = tiny_components(config, ablation="lego", seed=seed)
+    lego = parts.pop("conditioning")
+    desc = tiny_components(config, ablation="descriptions", seed=seed)["conditioning"]
+    return dict(**parts, lego_conditioning=lego, desc_conditioning=desc)
+
+
+def build(size: str, resolution: int, device: str, dtype: torch.dtype):
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    from egoframe.pipelines.lego import LegoPipeline
+
+    parts = sd15_components(resolution) if size == "sd15" else tiny_parts(resolution)
+    for name in ("unet", "vae", "text_encoder", "lego_conditioning", "desc_conditioning"):
+        parts[name].to(device=device, **({} if dtype == torch.float32 else {"dtype": dtype})).eval()
+    shared = dict(vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
+                  unet=parts["unet"])
+
+    def scheduler():  # each pipeline steps its own copy: schedulers keep state between steps
+        return type(parts["scheduler"]).from_config(parts["scheduler"].config)
+
+    ref = StableDiffusionInstructPix2PixPipeline(**shared, scheduler=scheduler(), safety_checker=None,
+                                                 feature_extractor=None, requires_safety_checker=False)
+    ego = LegoPipeline(**shared, scheduler=scheduler(), conditioning=parts["desc_conditioning"])
+    lego = LegoPipeline(**shared, scheduler=scheduler(), conditioning=parts["lego_conditioning"])
+    for pipe in (ref, ego, lego):
+        pipe.set_progress_bar_config(disable=True)
+    return ref, ego, lego
+
+
+def frames(batch: int, resolution: int) -> list:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(batch):
+        img = np.full((resolution, resolution, 3), 150, np.uint8)
+        x, y = rng.integers(0, resolution // 2, 2)
+        img[y:y + resolution // 4, x:x + resolution // 4] = (220, 40, 40)
+        out.append(Image.fromarray(img))
+    return out
+
+
+def vllm_inputs(pipe, batch: int, device, dtype) -> dict:
+    c = pipe.conditioning.config
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(batch, c.num_text_tokens)
+    mask[:, :24] = 1  # a 24-token answer, the rest padding
+    return dict(vllm_image_tokens=torch.randn(batch, c.num_image_tokens, c.d_llm, generator=g).to(device, dtype),
+                vllm_text_tokens=(torch.randn(batch, c.num_text_tokens, c.d_llm, generator=g) * mask[..., None])
+                .to(device, dtype),
+                vllm_text_mask=mask.to(device))
+
+
+def callers(ref, ego, lego, images, steps, scales, device, output_type="pil", seed=0):
+    batch = len(images)
+    vllm = vllm_inputs(lego, batch, device, lego.unet.dtype)
+    s_x, s_c = scales
+
+    def gen():
+        return torch.Generator(device=device).manual_seed(seed)
+
+    return {
+        "ip2p": lambda: ref(prompt=[DESCRIPTION] * batch, image=images, num_inference_steps=steps,
+                            image_guidance_scale=s_x, guidance_scale=s_c, generator=gen(), output_type=output_type),
+        "egoframe": lambda: ego(images, ACTION, description=DESCRIPTION, num_inference_steps=steps,
+                                image_guidance_scale=s_x, guidance_scale=s_c, generator=gen(),
+                                output_type=output_type, progress=False),
+        "egoframe+vllm": lambda: lego(images, ACTION, description=DESCRIPTION, num_inference_steps=steps,
+                                      image_guidance_scale=s_x, guidance_scale=s_c, generator=gen(),
+                                      output_type=output_type, progress=False, **vllm),
+    }
+
+
+def same_output_check(ref, ego, images, device) -> float:
+    """Max |difference| in [0, 1] pixels between the two pipelines on the same seed (2 steps)."""
+    run = callers(ref, ego, ego, images, 2, (1.5, 7.5), device, output_type="pt")
+    with torch.no_grad():
+        a = run["ip2p"]().images.float().cpu()  # diffusers post-processes to [0, 1]
+        b = (run["egoframe"]().images.float().cpu().clamp(-1, 1) + 1) / 2
+    return float((a - b).abs().max())
+
+
+def count_flops(ego, lego, batch: int, device) -> dict:
+    """FLOPs of one guided UNet step (3 branches batched) with each condition, and of building C."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    unet = ego.unet
+    h = unet.config.sample_size
+    x = torch.randn(3 * batch, unet.config.in_channels, h, h, device=device, dtype=unet.dtype)
+    t = torch.tensor(500, device=device)
+    vllm = vllm_inputs(lego, batch, device, unet.dtype)
+    states = torch.randn(batch, 77, unet.config.cross_attention_dim, device=device, dtype=unet.dtype)
+    out = {}
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as fc:
+            cond, mask = lego.conditioning(states, **vllm)
+            null, null_mask = lego.conditioning(states, **vllm, drop_vllm=torch.ones(batch, dtype=torch.bool,
+                                                                                      device=device))
+        out["conditioning"] = fc.get_total_flops()
+        with FlopCounterMode(display=False) as fc:
+            unet(x, t, encoder_hidden_states=torch.cat([states] * 3)).sample
+        out["unet_step_77"] = fc.get_total_flops()
+        big = torch.cat([cond, null, null])
+        big_mask = None if mask is None else torch.cat([mask, null_mask, null_mask])
+        with FlopCounterMode(display=False) as fc:
+            unet(x, t, encoder_hidden_states=big, encoder_attention_mask=big_mask).sample
+        out["unet_step_lego"] = fc.get_total_flops()
+        out["lego_tokens"] = big.shape[1]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny model, batch 1, 2 steps, 2 repeats (CI)")
+    parser.add_argument("--size", choices=("tiny", "sd15"), default="tiny")
+    parser.add_argument("--resolution", type=int, default=None, help="pixels (default: tiny 64, sd15 256)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per batch size")
+    parser.add_argument("--image-scale", type=float, default=7.5)
+    parser.add_argument("--text-scale", type=float, default=1.5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0: torch's default; 1 is steadier on a shared machine)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.size, args.batches, args.steps, args.repeats = "tiny", [1], 2, 2
+    resolution = args.resolution or (256 if args.size == "sd15" else 64)
+    dtype = getattr(torch, args.dtype)
+
+    print(f"machine: {machine_line(args.device)}")
+    print(f"model: {args.size} at {resolution} px, {args.steps} steps Euler ancestral, s_x {args.image_scale}, "
+          f"s_c {args.text_scale}, {args.dtype} on {args.device}; medians of {args.repeats} interleaved rounds")
+    ref, ego, lego = build(args.size, resolution, args.device, dtype)
+    if args.size == "tiny":
+        diff = same_output_check(ref, ego, frames(1, resolution), args.device)
+        print(f"same components, same seed: max |egoframe - ip2p| = {diff:.2e} (pixels in [0, 1])")
+    rows = []
+    for batch in args.batches:
+        runs = callers(ref, ego, lego, frames(batch, resolution), args.steps, (args.image_scale, args.text_scale),
+                       args.device)
+        with torch.no_grad():
+            result = interleaved(runs, args.repeats, args.device)
+        flops = count_flops(ego, lego, batch, args.device)
+        base = result["ip2p"]
+        for name, r in result.items():
+            rows.append((batch, name, r["median_s"] / batch, r["peak_bytes"], r["median_s"] / base["median_s"],
+                         (r["peak_bytes"] / base["peak_bytes"]) if base["peak_bytes"] > 0 else float("nan")))
+        extra = (args.steps * (flops["unet_step_lego"] - flops["unet_step_77"]) + flops["conditioning"])
+        total_ref = args.steps * flops["unet_step_77"]
+        print(f"batch {batch}: extra conditioning FLOPs (C of {flops['lego_tokens']} tokens vs 77): "
+              f"{extra / batch / 1e9:.3f} GFLOP per image = +{100 * extra / total_ref:.1f}% of the denoising "
+              f"UNet FLOPs ({total_ref / batch / 1e9:.2f} GFLOP per image; building C: "
+              f"{flops['conditioning'] / batch / 1e9:.4f} GFLOP)")
+        print(f"  FLOP-predicted time ratio of egoframe+vllm: {(total_ref + extra) / total_ref:.3f}")
+    print(f"{'batch':>5} {'pipeline':<14} {'s/image':>9} {'peak mem':>12} {'time ratio':>11} {'mem ratio':>10}")
+    for batch, name, per_image, peak, ratio, mem_ratio in rows:
+        print(f"{batch:>5} {name:<14} {per_image:>9.4f} {mib(peak):>12} {ratio:>10.3f}x {mem_ratio:>9.2f}x")
+
+
+if __name__ == "__main__":
+    main()
