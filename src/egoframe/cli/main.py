@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "egoframe.cli.data",
     "egoframe.cli.generate",
     "egoframe.cli.train",
+    "egoframe.cli.quickstart",
     "egoframe.cli.enrich",
     "egoframe.cli.evaluate",
     "egoframe.cli.vllm",

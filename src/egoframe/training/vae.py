@@ -79,7 +79,7 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
             optimizer.step()
-            loss_value = float(loss)
+            loss_value = float(loss.detach())
             if bar:
                 bar.update(task, advance=1, loss=loss_value)
     finally:
