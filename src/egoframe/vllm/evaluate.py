@@ -150,3 +150,60 @@ def evaluate_descriptions(vllm: "Vllm", data_dir: str, *, splits: Sequence[str] 
     nouns = [by_id[e.id].noun or " ".join(e.action.split()[1:]) for e in examples]
     return score_descriptions(predicted, [e.description for e in examples], nouns, sorted(object_names),
                               ids=[e.id for e in examples])
+
+
+@dataclass
+class ImageReliance:
+    """Teacher-forced answer loss on held-out examples with their own frames, with the frames shuffled among
+    them and with blank (mid-grey) frames: a model that reads the image has real < shuffled."""
+    n: int
+    real: float
+    shuffled: float
+    blank: float
+
+    @property
+    def gap(self) -> float:
+        return self.shuffled - self.real
+
+    def lines(self) -> list[str]:
+        return [f"teacher-forced answer loss on {self.n} held-out pairs: real frames {self.real:.4f}, shuffled "
+                f"{self.shuffled:.4f}, blank {self.blank:.4f} (shuffled - real = {self.gap:+.4f})"]
+
+
+def image_reliance(vllm: "Vllm", data_dir: str, *, splits: Sequence[str] = ("test",), limit: int | None = 96,
+                   batch_size: int = 16, seed: int = 0) -> ImageReliance:
+    """How much the VLLM's answers depend on the frame (see :class:`ImageReliance`); question template 0."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from egoframe.vllm.data import encode_instruction_batch, load_instruction_examples
+    from egoframe.vllm.embeddings import to_pil
+
+    examples = load_instruction_examples(data_dir, splits=splits)[:limit]
+    if len(examples) < 2:
+        raise InputError("image_reliance needs at least 2 held-out examples")
+    frames = [to_pil(e.image_path) for e in examples]
+    perm = list(range(len(examples)))
+    rng = random.Random(seed)
+    while any(i == p for i, p in enumerate(perm)):  # a derangement: no frame stays with its own pair
+        rng.shuffle(perm)
+    blank = to_pil(np.full((frames[0].height, frames[0].width, 3), 128, dtype=np.uint8))
+    variants = {"real": frames, "shuffled": [frames[p] for p in perm], "blank": [blank] * len(frames)}
+    out = {}
+    model = vllm.model.eval()
+    with torch.no_grad():
+        for name, ims in variants.items():
+            total, count = 0.0, 0
+            for s in range(0, len(examples), batch_size):
+                chunk = examples[s:s + batch_size]
+                batch = encode_instruction_batch(vllm, ims[s:s + batch_size], [e.action for e in chunk],
+                                                 [e.description for e in chunk], [0] * len(chunk))
+                batch = {k: v.to(vllm.device) for k, v in batch.items()}
+                batch["pixel_values"] = batch["pixel_values"].to(vllm.dtype)
+                n_tokens = int((batch["labels"][:, 1:] != -100).sum())
+                total += float(model(**batch).loss) * n_tokens
+                count += n_tokens
+            out[name] = total / count
+    return ImageReliance(n=len(examples), **out)

@@ -19,7 +19,7 @@ SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<image>")
 @dataclass
 class TinyVllmConfig:
     image_size: int = 64
-    patch_size: int = 8  # -> 64 image tokens at 64 px
+    patch_size: int = 16  # -> 16 image tokens at 64 px (measured better and 3x faster than 8 -> 64 tokens)
     vision_hidden_size: int = 96
     vision_layers: int = 3  # LLaVA reads the penultimate layer, so the last one only trains through CLS
     vision_heads: int = 4
@@ -29,6 +29,10 @@ class TinyVllmConfig:
     max_positions: int = 256
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     image_std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    # Without biases the projector cannot turn the image tokens into a constant prefix that the LM reads
+    # instead of the picture (measured: with biases, trained image tokens had 15x the norm of word embeddings
+    # and varied little between frames).
+    projector_bias: bool = False
 
 
 def build_word_tokenizer(texts: Iterable[str]):
@@ -37,16 +41,29 @@ def build_word_tokenizer(texts: Iterable[str]):
     Built with the ``tokenizers`` library and wrapped as a ``PreTrainedTokenizerFast`` so that
     ``save_pretrained``/``AutoTokenizer.from_pretrained`` round-trip it.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    core = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    core.normalizer = normalizers.Lowercase()
+    from collections import Counter
+
+    splitter = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    splitter.normalizer = normalizers.Lowercase()
     # Whitespace splits punctuation off words; the WordPiece decoder's cleanup glues it back ("cup ." -> "cup.").
+    splitter.pre_tokenizer = pre_tokenizers.Whitespace()
+    # The vocabulary is built here rather than by `trainers.WordLevelTrainer`, whose order among words of equal
+    # count is an implementation detail: ids are by descending count, then alphabetical, in every process.
+    counts: Counter[str] = Counter()
+    for text in texts:
+        normal = splitter.normalizer.normalize_str(text)
+        counts.update(word for word, _ in splitter.pre_tokenizer.pre_tokenize_str(normal))
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        vocab.setdefault(word, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.normalizer = normalizers.Lowercase()
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     core.decoder = decoders.WordPiece(prefix="##", cleanup=True)
-    trainer = trainers.WordLevelTrainer(special_tokens=list(SPECIAL_TOKENS), min_frequency=1)
-    core.train_from_iterator(list(texts), trainer=trainer)
+    core.add_special_tokens(list(SPECIAL_TOKENS))
     bos = core.token_to_id("<s>")
     # A leading <s>, as Llama tokenizers add; answers are encoded without it.
     core.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)])
@@ -89,7 +106,8 @@ def build_tiny_vllm(tokenizer, config: TinyVllmConfig | None = None, seed: int =
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)
     llava_config = LlavaConfig(
         vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        image_seq_length=n_image_tokens, vision_feature_layer=-2, vision_feature_select_strategy="default")
+        image_seq_length=n_image_tokens, vision_feature_layer=-2, vision_feature_select_strategy="default",
+        multimodal_projector_bias=config.projector_bias)
     llava_config.pad_token_id = tokenizer.pad_token_id
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(llava_config)

@@ -9,6 +9,7 @@ Output directory::
 
     train_config.json          the typed config (also copied into every checkpoint and the final model)
     base/                      the untrained tiny model + tokenizer (from-scratch runs only)
+    vision_pretrained/         base/ after stage 0, the vision-tower pretraining (pretrain.py; from scratch)
     checkpoints/step-XXXXXXXX/ trainable.safetensors, optimizer.safetensors, rng.safetensors, state.json
     checkpoints/latest         name of the newest complete checkpoint
     train_log.jsonl            loss per logged step
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from egoframe.vllm.model import Vllm
 
 TRAIN_CONFIG_FILE = "train_config.json"
+PRETRAINED_DIR = "vision_pretrained"  # base/ after stage 0 (vision-tower pretraining), from-scratch runs only
 
 
 @dataclass
@@ -50,7 +52,12 @@ class VllmTrainConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    train_vision_tower: bool | None = None  # None: only when training from scratch
+    train_vision_tower: bool | None = None  # None: only when training from scratch without vision pretraining
+    # Stage 0 of a from-scratch run (pretrain.py): steps of vision-tower pretraining on the training split's
+    # (frame, description) pairs before instruction tuning; None: 300 from scratch, 0 for a loaded model.
+    pretrain_vision_steps: int | None = None
+    pretrain_vision_lr: float = 2e-3
+    pretrain_vision_batch_size: int = 64
     epochs: int = 3  # LEGO fine-tunes for 3 epochs
     max_steps: int | None = None  # stop earlier than `epochs` (counts optimizer steps)
     batch_size: int = 16
@@ -85,12 +92,28 @@ class VllmTrainConfig:
             raise ConfigError("max_steps must be >= 1")
         if self.save_every < 1 or self.log_every < 1:
             raise ConfigError("save_every and log_every must be >= 1")
+        if self.pretrain_vision_steps is not None and self.pretrain_vision_steps < 0:
+            raise ConfigError("pretrain_vision_steps must be >= 0")
+        if self.pretrain_vision_steps and not self.from_scratch:
+            raise ConfigError("--pretrain-vision-steps is for the tiny model built from scratch; a loaded LLaVA "
+                              "brings its own pretrained vision tower")
+
+    def resolved_pretrain_steps(self) -> int:
+        if self.pretrain_vision_steps is not None:
+            return self.pretrain_vision_steps
+        return 300 if self.from_scratch else 0
+
+    def resolved_train_vision(self) -> bool:
+        if self.train_vision_tower is not None:
+            return self.train_vision_tower
+        # LLaVA keeps a pretrained tower frozen; a random one (no stage 0) has to learn with the rest.
+        return self.from_scratch and self.resolved_pretrain_steps() == 0
 
     @property
     def from_scratch(self) -> bool:
         return self.model_dir is None
 
-    def resolved_lr(self) -> float:
+    def resolved_lr(self) -> float:  # noqa: E301
         if self.lr is not None:
             return self.lr
         return 1e-3 if self.from_scratch else (2e-4 if self.mode == "lora" else 2e-5)
@@ -167,31 +190,83 @@ def _optimizer_from_files(tensors: dict[str, "torch.Tensor"], rest: dict[str, An
 # ----------------------------------------------------------------------------------------- model setup
 
 
-def _build_or_load(config: VllmTrainConfig, examples, resume: bool) -> "Vllm":
+def _build_or_load(config: VllmTrainConfig, examples, resume: bool, images=None, progress: bool = False) -> "Vllm":
     from egoframe.vllm.model import load_vllm
     from egoframe.vllm.tiny import build_tiny_vllm, build_word_tokenizer, tokenizer_corpus
 
     if not config.from_scratch:
         return load_vllm(config.model_dir)
     base_dir = os.path.join(config.out_dir, "base")
+    pretrained_dir = os.path.join(config.out_dir, PRETRAINED_DIR)
+    pretrain_steps = config.resolved_pretrain_steps()
+    if resume and pretrain_steps and os.path.isdir(pretrained_dir):
+        return load_vllm(pretrained_dir)
     if resume and os.path.isdir(base_dir):
-        return load_vllm(base_dir)
-    # The vocabulary comes from the training descriptions only; held-out descriptions stay unseen.
-    all_actions = [ex.action for ex in examples]
-    tokenizer = build_word_tokenizer(tokenizer_corpus([ex.description for ex in examples], all_actions))
-    vllm = build_tiny_vllm(tokenizer, config.tiny, seed=config.seed)
-    tmp = f"{base_dir}.tmp-{os.getpid()}"
+        vllm = load_vllm(base_dir)
+    else:
+        # The vocabulary comes from the training descriptions only; held-out descriptions stay unseen.
+        all_actions = [ex.action for ex in examples]
+        tokenizer = build_word_tokenizer(tokenizer_corpus([ex.description for ex in examples], all_actions))
+        vllm = build_tiny_vllm(tokenizer, config.tiny, seed=config.seed)
+        _save_model_dir(vllm, base_dir)
+        vllm = load_vllm(base_dir)  # reload so that a resumed run starts from the very same objects
+    if not pretrain_steps:
+        return vllm
+    vllm = _pretrain_vision(config, vllm, examples, images, progress)
+    _save_model_dir(vllm, pretrained_dir)
+    return load_vllm(pretrained_dir)
+
+
+def _save_model_dir(vllm: "Vllm", out: str) -> None:
+    tmp = f"{out}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     vllm.save_pretrained(tmp)
-    shutil.rmtree(base_dir, ignore_errors=True)
-    os.replace(tmp, base_dir)
-    return load_vllm(base_dir)  # reload so that a resumed run starts from the very same objects
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+
+
+def _pretrain_vision(config: VllmTrainConfig, vllm: "Vllm", examples, images, progress: bool) -> "Vllm":
+    """Stage 0 (pretrain.py): the tiny vision tower learns from (frame, description) pairs of the training split."""
+    import torch
+
+    from egoframe.vllm.pretrain import pretrain_vision_tower
+
+    images = images or _ImageCache()
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    vllm.model.to(device)
+    pixel_values = torch.cat([
+        vllm.processor.image_processor(images=[images(e.image_path) for e in examples[i:i + 256]],
+                                       return_tensors="pt")["pixel_values"]
+        for i in range(0, len(examples), 256)])
+    steps = config.resolved_pretrain_steps()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc="vision pretrain", unit="step", dynamic_ncols=True)
+
+    def on_step(step: int, loss: float) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+    try:
+        result = pretrain_vision_tower(vllm, pixel_values, [e.description for e in examples], steps=steps,
+                                       batch_size=config.pretrain_vision_batch_size, lr=config.pretrain_vision_lr,
+                                       seed=config.seed, on_step=on_step)
+    finally:
+        if bar is not None:
+            bar.close()
+    with open(os.path.join(config.out_dir, "train_log.jsonl"), "a") as f:
+        f.write(json.dumps({"stage": "vision_pretrain", "steps": result.steps, "loss": result.final_loss,
+                            "n_grams": result.n_grams, "seconds": round(result.seconds, 2)}) + "\n")
+    return vllm
 
 
 def _prepare_trainable(vllm: "Vllm", config: VllmTrainConfig):
     """Freeze/unfreeze per config; wrap with LoRA if asked. Returns the module to train."""
     model = vllm.model
-    train_vision = config.from_scratch if config.train_vision_tower is None else config.train_vision_tower
+    train_vision = config.resolved_train_vision()
     for name, param in model.named_parameters():
         param.requires_grad = train_vision or "vision_tower" not in name
     if config.gradient_checkpointing:
@@ -351,8 +426,11 @@ def train_vllm(config: VllmTrainConfig, *, resume: bool = False,
     os.makedirs(config.out_dir, exist_ok=True)
     config.save(os.path.join(config.out_dir, TRAIN_CONFIG_FILE))
 
+    started = time.monotonic()  # stage 0 included
     torch.manual_seed(config.seed)
-    vllm = _build_or_load(config, examples, resume)
+    images = _ImageCache()
+    vllm = _build_or_load(config, examples, resume, images=images, progress=progress)
+    torch.manual_seed(config.seed)
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     vllm.model.to(device)
     model = _prepare_trainable(vllm, config)
@@ -371,13 +449,11 @@ def train_vllm(config: VllmTrainConfig, *, resume: bool = False,
         step, epoch, position, loss_value = state["step"], state["epoch"], state["position"], state["loss"]
 
     log_path = os.path.join(config.out_dir, "train_log.jsonl")
-    images = _ImageCache()
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_steps, initial=step, desc="vllm train", unit="step", dynamic_ncols=True)
-    started = time.monotonic()
     last_saved = step
     try:
         while step < total_steps:
