@@ -31,6 +31,7 @@ class VaeTrainConfig:
     lr: float = 1e-3
     kl_weight: float = 1e-6
     seed: int = 0
+    checkpoint_every: int = 50  # a killed run resumes from the last of these
     vae_channels: tuple[int, ...] = (32, 64)
 
 
@@ -62,12 +63,14 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
     vae.train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)
+    checkpoint_dir = os.path.join(config.out_dir, "checkpoint")
+    first = _load_checkpoint(checkpoint_dir, vae, optimizer, generator, config)
     start = time.time()
     bar = _progress(progress)
-    task = bar.add_task("vae", total=config.steps, loss=float("nan")) if bar else None
+    task = bar.add_task("vae", total=config.steps, loss=float("nan"), completed=first) if bar else None
     loss_value = float("nan")
     try:
-        for step in range(config.steps):
+        for step in range(first, config.steps):
             idx = torch.randint(0, images.shape[0], (config.batch_size,), generator=generator)
             x = images[idx]
             posterior = vae.encode(x).latent_dist
@@ -82,6 +85,8 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
             loss_value = float(loss.detach())
             if bar:
                 bar.update(task, advance=1, loss=loss_value)
+            if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+                _save_checkpoint(checkpoint_dir, vae, optimizer, generator, step + 1, config)
     finally:
         if bar:
             bar.stop()
@@ -94,10 +99,51 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
     psnr = float(10 * torch.log10(4.0 / ((recon.clamp(-1, 1) - images[:64]) ** 2).mean()))
     os.makedirs(config.out_dir, exist_ok=True)
     vae.save_pretrained(config.out_dir)  # writes config.json + safetensors
+    import shutil
+
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     summary = {"steps": config.steps, "final_loss": loss_value, "reconstruction_psnr_db": psnr,
                "scaling_factor": scale, "seconds": round(time.time() - start, 1), "config": asdict(config)}
     atomic_write_json(os.path.join(config.out_dir, "vae_train.json"), summary)  # written last: marks done
     return summary
+
+
+def _save_checkpoint(path, vae, optimizer, generator, step, config) -> None:
+    """Weights, optimizer and sampling RNG, written to a temp dir and renamed (atomic)."""
+    import shutil
+
+    from egoframe.utils.checkpoint import atomic_write_json, optimizer_to_files, save_tensors
+
+    tmp = f"{path}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    save_tensors(vae.state_dict(), os.path.join(tmp, "model.safetensors"))
+    tensors, rest = optimizer_to_files(optimizer)
+    save_tensors({**tensors, "__generator__": generator.get_state()}, os.path.join(tmp, "optimizer.safetensors"))
+    atomic_write_json(os.path.join(tmp, "state.json"), {"step": step, "optimizer": rest, "config": asdict(config)})
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path, vae, optimizer, generator, config) -> int:
+    import json
+
+    from egoframe.utils.checkpoint import load_tensors, optimizer_from_files
+
+    if not os.path.exists(os.path.join(path, "state.json")):
+        return 0
+    with open(os.path.join(path, "state.json")) as fh:
+        state = json.load(fh)
+    saved = {k: v for k, v in state["config"].items() if k not in ("steps", "checkpoint_every")}
+    now = {k: v for k, v in asdict(config).items() if k not in ("steps", "checkpoint_every")}
+    if json.loads(json.dumps(saved)) != json.loads(json.dumps(now)):
+        raise ConfigError(f"{path} was written with other VAE settings: use another --out or delete it")
+    vae.load_state_dict(load_tensors(os.path.join(path, "model.safetensors")))
+    tensors = load_tensors(os.path.join(path, "optimizer.safetensors"))
+    generator.set_state(tensors.pop("__generator__"))
+    optimizer.load_state_dict(optimizer_from_files(tensors, state["optimizer"]))
+    logger.info("resuming VAE training at step %d", state["step"])
+    return int(state["step"])
 
 
 def _all_frames(dataset) -> torch.Tensor:
