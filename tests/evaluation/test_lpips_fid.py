@@ -8,7 +8,7 @@ import torch
 
 from egoframe.errors import MissingWeightsError, ModelLoadError
 from egoframe.evaluation.frechet import frechet_distance_from_features
-from egoframe.evaluation.inception import FidFeatureExtractor, build_fid_inception
+from egoframe.evaluation.inception import FidFeatureExtractor
 from egoframe.evaluation.lpips import Lpips, save_lpips_weights
 
 # torchvision's squeezenet1_1 state-dict keys (features part), written out so a naming slip fails here.

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from egoframe.errors import ConfigError, InputError
+from egoframe.cli.train import parse_overrides
+from egoframe.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
@@ -18,18 +19,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(sibling, name="sibling")
 
 
-def _overrides(pairs: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--set takes key=value (e.g. max_steps=50), got {pair!r}")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def train(
     config: Path = typer.Option(..., "--config", "-c", help="YAML config (system, root, out_dir, ...)."),
     system: Optional[str] = typer.Option(None, "--system", help="smartedit | mgie | rp2p (overrides the config)."),
@@ -37,7 +26,7 @@ def train(
 ) -> None:
     from egoframe.siblings.train import load_train_config, train_sibling
 
-    overrides = _overrides(set_)
+    overrides = parse_overrides(set_)
     if system:
         overrides["system"] = system
     result = train_sibling(load_train_config(str(config), overrides), progress=False)

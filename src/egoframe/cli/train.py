@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,7 +16,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(vae, name="vae")
 
 
-def _parse_overrides(pairs: list[str]) -> dict:
+def parse_overrides(pairs: list[str]) -> dict:
     import yaml
 
     out = {}
@@ -38,7 +37,7 @@ def train(
     from egoframe.training.config import load_config
     from egoframe.training.trainer import train as run
 
-    cfg = load_config(str(config), _parse_overrides(set_))
+    cfg = load_config(str(config), parse_overrides(set_))
     result = run(cfg, resume=resume, progress=not quiet)
     typer.echo(
         f"trained {result.steps} steps (from step {result.resumed_from}) in {result.seconds:.0f} s, "

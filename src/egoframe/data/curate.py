@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from egoframe.data.records import ActionRecord, Box, RECORDS_FILE, load_records, save_records
+from egoframe.data.records import ActionRecord, RECORDS_FILE, load_records, save_records
 from egoframe.data.report import Skip
 from egoframe.errors import ConfigError, EgoframeError, InputError, MissingWeightsError
 

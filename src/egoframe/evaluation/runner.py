@@ -331,7 +331,7 @@ def write_report(report: EvalReport, samples, config: EvalConfig, captions: dict
 
 def summary_markdown(summary: dict) -> str:
     conf = round(summary["confidence"] * 100)
-    lines = [f"# Evaluation summary", "",
+    lines = ["# Evaluation summary", "",
              f"n = {summary['n']} samples per method; mean [{conf}% percentile-bootstrap interval], "
              f"{summary['resamples']} resamples (FID: {summary['fid_resamples']}), seed {summary['seed']}.", ""]
     metrics = summary["metrics"]

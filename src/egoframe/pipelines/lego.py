@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, DiffusionPipeline
 from diffusers.schedulers import KarrasDiffusionSchedulers  # noqa: F401  (any diffusers scheduler works)
 from diffusers.utils import BaseOutput
 from PIL import Image

@@ -22,6 +22,8 @@ RNG states and the data position (epoch, index), which make a resumed run contin
 
 from __future__ import annotations
 
+from egoframe.utils.checkpoint import atomic_write_text, optimizer_from_files, optimizer_to_files, save_tensors
+
 import json
 import math
 import os
@@ -130,7 +132,7 @@ class VllmTrainConfig:
         return cls(**data)
 
     def save(self, path: str) -> None:
-        _atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True))
 
 
 # Settings that may differ between a run and its resumption (how long to go on, how often to save/log).
@@ -147,44 +149,6 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------------------- file helpers
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _save_tensors(tensors: dict[str, "torch.Tensor"], path: str, metadata: dict[str, str] | None = None) -> None:
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, path, metadata=metadata)
-
-
-def _optimizer_to_files(optimizer: "torch.optim.Optimizer") -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
-    """Optimizer state as (tensors for safetensors, JSON-able rest): no pickle."""
-    import torch
-
-    state = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for index, entry in state["state"].items():
-        for key, value in entry.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{index}.{key}"] = value
-            else:
-                scalars[f"{index}.{key}"] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def _optimizer_from_files(tensors: dict[str, "torch.Tensor"], rest: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in list(tensors.items()) + list(rest["scalars"].items()):
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = value
-    return {"state": state, "param_groups": rest["param_groups"]}
 
 
 # ----------------------------------------------------------------------------------------- model setup
@@ -326,20 +290,20 @@ def _save_checkpoint(config: VllmTrainConfig, model, optimizer, step: int, epoch
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    _save_tensors(trainable, os.path.join(tmp, "trainable.safetensors"))
-    opt_tensors, opt_rest = _optimizer_to_files(optimizer)
-    _save_tensors(opt_tensors, os.path.join(tmp, "optimizer.safetensors"))
+    save_tensors(trainable, os.path.join(tmp, "trainable.safetensors"))
+    opt_tensors, opt_rest = optimizer_to_files(optimizer)
+    save_tensors(opt_tensors, os.path.join(tmp, "optimizer.safetensors"))
     rng = {"torch_cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             rng[f"torch_cuda_{i}"] = s
-    _save_tensors(rng, os.path.join(tmp, "rng.safetensors"))
+    save_tensors(rng, os.path.join(tmp, "rng.safetensors"))
     state = {"step": step, "epoch": epoch, "position": position, "loss": loss, "optimizer": opt_rest}
-    _atomic_write_text(os.path.join(tmp, "state.json"), json.dumps(state, indent=2))
+    atomic_write_text(os.path.join(tmp, "state.json"), json.dumps(state, indent=2))
     config.save(os.path.join(tmp, TRAIN_CONFIG_FILE))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    _atomic_write_text(os.path.join(root, "latest"), name)
+    atomic_write_text(os.path.join(root, "latest"), name)
     existing = sorted(n for n in os.listdir(root) if n.startswith("step-"))
     for old in existing[:-config.keep_checkpoints]:
         shutil.rmtree(os.path.join(root, old), ignore_errors=True)
@@ -364,7 +328,7 @@ def _load_checkpoint(path: str, model, optimizer) -> dict[str, Any]:
     device = next(model.parameters()).device
     opt_tensors = {k: v.to(device) if not k.endswith(".step") else v
                    for k, v in load_file(os.path.join(path, "optimizer.safetensors")).items()}
-    optimizer.load_state_dict(_optimizer_from_files(opt_tensors, state["optimizer"]))
+    optimizer.load_state_dict(optimizer_from_files(opt_tensors, state["optimizer"]))
     rng = load_file(os.path.join(path, "rng.safetensors"))
     torch.set_rng_state(rng["torch_cpu"])
     cuda = [rng[k] for k in sorted(rng) if k.startswith("torch_cuda_")]
