@@ -44,7 +44,8 @@ def shipped_vae_dir() -> str | None:
 
     if os.environ.get("EGOFRAME_NO_SHIPPED_VAE"):
         return None
-    path = os.fspath(resources.files("egoframe") / "assets" / "vae")
+    # The shipped model's own VAE: one copy serves both `egoframe generate` and the quickstart.
+    path = os.fspath(resources.files("egoframe") / "assets" / "default-model" / "vae")
     return path if os.path.exists(os.path.join(path, "config.json")) else None
 
 

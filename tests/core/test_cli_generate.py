@@ -133,3 +133,23 @@ def test_help_lists_every_command(capsys):
     code, out, _ = run(["--help"], capsys)
     assert code == 0
     assert "generate" in out
+
+
+def test_model_recommended_sampling_is_used_unless_overridden(tiny_desc_dir, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_desc_dir, model)
+    (model / "sampling.json").write_text(json.dumps({"num_inference_steps": 2, "image_guidance_scale": 1.2}))
+    src = frame(tmp_path / "in.png")
+    code, _, err = run(["generate", "--model", str(model), "--image", str(src), "--action", "take cup",
+                        "--out", str(tmp_path / "a.png")], capsys)
+    assert code == 0, err
+    assert "sampling recommended by the model: num_inference_steps=2, image_guidance_scale=1.2" in err
+    code, _, err = run(["generate", "--model", str(model), "--image", str(src), "--action", "take cup",
+                        "--steps", "1", "--image-scale", "3", "--out", str(tmp_path / "b.png")], capsys)
+    assert code == 0 and "recommended" not in err
+    (model / "sampling.json").write_text(json.dumps({"cfg": 3}))
+    code, _, err = run(["generate", "--model", str(model), "--image", str(src), "--action", "take cup",
+                        "--out", str(tmp_path / "c.png")], capsys)
+    assert code == 2 and "unknown keys" in err

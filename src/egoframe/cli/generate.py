@@ -23,9 +23,15 @@ def generate(
         None, "--batch", help="CSV or JSONL with columns image, action[, description, out]."
     ),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="egoframe or Stable Diffusion 1.5 directory."),
-    steps: int = typer.Option(100, "--steps", min=1, max=1000, help="Denoising steps (paper: 100)."),
-    image_scale: float = typer.Option(7.5, "--image-scale", help="Image guidance scale s_x (paper: 7.5)."),
-    text_scale: float = typer.Option(1.5, "--text-scale", help="Text guidance scale s_c (paper: 1.5)."),
+    steps: Optional[int] = typer.Option(
+        None, "--steps", min=1, max=1000, help="Denoising steps (default: the model's recommendation, else 100)."
+    ),
+    image_scale: Optional[float] = typer.Option(
+        None, "--image-scale", help="Image guidance scale s_x (default: the model's, else the paper's 7.5)."
+    ),
+    text_scale: Optional[float] = typer.Option(
+        None, "--text-scale", help="Text guidance scale s_c (default: the model's, else the paper's 1.5)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed; row k of a batch uses seed + k."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Frames generated per forward pass."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Regenerate outputs that already exist."),

@@ -28,9 +28,10 @@ class GenerateRow:
 @dataclass
 class GenerateSettings:
     model: str | None = None
-    steps: int = 100
-    image_guidance_scale: float = 7.5
-    guidance_scale: float = 1.5
+    # None: the model's recommended value (sampling.json), else the paper's (100 steps, 7.5 / 1.5).
+    steps: int | None = None
+    image_guidance_scale: float | None = None
+    guidance_scale: float | None = None
     seed: int = 0
     batch_size: int = 8
     overwrite: bool = False
@@ -151,7 +152,8 @@ def generate_rows(rows: list[GenerateRow], settings: GenerateSettings, pipe=None
     if pipe is None:
         pipe = load_model(settings.model, report.notes)
     pipe = as_method(pipe, settings.method)
-    sampling = method_kwargs(settings.method, settings.image_guidance_scale, settings.guidance_scale,
+    chosen = resolve_sampling(pipe, settings, report.notes)
+    sampling = method_kwargs(settings.method, chosen["image_guidance_scale"], chosen["guidance_scale"],
                              settings.strength, settings.prox_quantile, settings.prox_mode)
     pipe.to(settings.device)
     pipe.set_progress_bar_config(desc="denoising", leave=False)
@@ -162,7 +164,7 @@ def generate_rows(rows: list[GenerateRow], settings: GenerateSettings, pipe=None
             images[start : start + len(chunk)],
             [row.action for row in chunk],
             description=[row.description for row in chunk],
-            num_inference_steps=settings.steps,
+            num_inference_steps=chosen["num_inference_steps"],
             generator=generators,
             **sampling,
         )
@@ -174,6 +176,20 @@ def generate_rows(rows: list[GenerateRow], settings: GenerateSettings, pipe=None
             os.replace(tmp, row.out)  # atomic: a killed run never leaves a half-written output
             report.written.append(row.out)
     return report
+
+
+def resolve_sampling(pipe, settings: GenerateSettings, notes: list[str]) -> dict:
+    """Explicit settings win; then the model's recommendation; then LEGO's published values."""
+    from egoframe.pipelines.lego import PAPER_SAMPLING
+
+    given = {"num_inference_steps": settings.steps, "image_guidance_scale": settings.image_guidance_scale,
+             "guidance_scale": settings.guidance_scale}
+    recommended = getattr(pipe, "sampling_defaults", {}) or {}
+    chosen = {k: v if v is not None else recommended.get(k, PAPER_SAMPLING[k]) for k, v in given.items()}
+    from_model = [k for k, v in given.items() if v is None and k in recommended]
+    if from_model:
+        notes.append("sampling recommended by the model: " + ", ".join(f"{k}={chosen[k]}" for k in from_model))
+    return chosen
 
 
 def load_model(model: str | None, notes: list[str]):

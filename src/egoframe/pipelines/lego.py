@@ -48,6 +48,9 @@ def encode_image_latents(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tens
 
 VLLM_SUBFOLDER = "vllm"
 VLLM_EXTRACTION_FILE = "extraction.json"
+SAMPLING_FILE = "sampling.json"
+# LEGO's published sampling (papers/001 Sec. 4): used unless a model directory recommends its own.
+PAPER_SAMPLING = {"num_inference_steps": 100, "image_guidance_scale": 7.5, "guidance_scale": 1.5}
 
 
 class LegoPipeline(DiffusionPipeline):
@@ -58,6 +61,9 @@ class LegoPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->conditioning->unet->vae"
     vllm = None  # egoframe.vllm.model.Vllm | None
     vllm_extraction = None  # egoframe.vllm.embeddings.ExtractionConfig | None
+    # Sampling settings the model's trainer recommends (sampling.json; small models want far lower guidance
+    # than the paper's 7.5 / 1.5). Callers fall back to PAPER_SAMPLING for keys it lacks.
+    sampling_defaults: dict = {}
     # VLLM results kept per (frame bytes, action, extraction config), so that a sweep of seeds or guidance
     # scales over one input runs the VLLM (by far the costliest part at LLaVA size) once. 0 turns it off.
     vllm_cache_size = 64
@@ -97,6 +103,12 @@ class LegoPipeline(DiffusionPipeline):
 
     def save_pretrained(self, save_directory, **kwargs):
         super().save_pretrained(save_directory, **kwargs)
+        if self.sampling_defaults:
+            import json
+            import os
+
+            with open(os.path.join(save_directory, SAMPLING_FILE), "w") as fh:
+                json.dump(self.sampling_defaults, fh, indent=2)
         if self.vllm is not None:
             import json
             import os

@@ -107,7 +107,13 @@ def check_consistency(pipe, path: str = "model") -> None:
 
 
 def _load_egoframe(path: str, kind: str = "LegoPipeline"):
-    from egoframe.pipelines.lego import VLLM_EXTRACTION_FILE, VLLM_SUBFOLDER, LegoPipeline
+    from egoframe.pipelines.lego import (
+        PAPER_SAMPLING,
+        SAMPLING_FILE,
+        VLLM_EXTRACTION_FILE,
+        VLLM_SUBFOLDER,
+        LegoPipeline,
+    )
 
     pipeline_class = LegoPipeline
     if kind == "SDEditPipeline":
@@ -125,6 +131,14 @@ def _load_egoframe(path: str, kind: str = "LegoPipeline"):
         pipe = pipeline_class.from_pretrained(path, use_safetensors=True)
     except (OSError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
         raise ModelLoadError(f"cannot load egoframe model {path}: {_first_line(exc)}") from None
+    sampling_file = os.path.join(path, SAMPLING_FILE)
+    if os.path.exists(sampling_file):
+        with open(sampling_file) as fh:
+            recommended = json.load(fh)
+        unknown = set(recommended) - set(PAPER_SAMPLING)
+        if unknown or not isinstance(recommended, dict):
+            raise ModelLoadError(f"{sampling_file}: unknown keys {sorted(unknown)}; allowed: {sorted(PAPER_SAMPLING)}")
+        pipe.sampling_defaults = recommended
     vllm_dir = os.path.join(path, VLLM_SUBFOLDER)
     if os.path.isdir(vllm_dir):
         from egoframe.vllm.embeddings import ExtractionConfig

@@ -400,6 +400,9 @@ def export_model(pipe, ema, denoiser, config: TrainConfig) -> str:
     model_dir = os.path.join(config.log.out_dir, "model")
     tmp = f"{model_dir}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    pipe.sampling_defaults = {"num_inference_steps": config.log.sample_steps,
+                              "image_guidance_scale": config.log.sample_image_scale,
+                              "guidance_scale": config.log.sample_text_scale}
     with ema.swapped_in(denoiser):
         if config.model.vllm and pipe.vllm is None:
             from egoframe.vllm.model import load_vllm
