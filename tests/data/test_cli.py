@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import make_video
+from tests.data.conftest import make_video
 from egoframe.data.records import load_records
 
 pytestmark = pytest.mark.timeout(120)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import decode_index, frame_image, make_video
+from tests.data.conftest import decode_index, frame_image, make_video
 from egoframe.data.curate import CurationConfig, apply_thresholds, curate
 from egoframe.data.records import load_records
 from egoframe.errors import InputError

@@ -22,7 +22,7 @@ def ego4d_set(fixtures_dir_module, ego4d_videos, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fixtures_dir_module():
-    from conftest import FIXTURES
+    from tests.data.conftest import FIXTURES
 
     return FIXTURES
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import frame_image
+from tests.data.conftest import frame_image
 from egoframe.data.curate import CurationConfig, curate
 from egoframe.data.records import load_records
 from egoframe.data.scoring import (LaionAestheticScorer, OfflineQualityScorer, ScorerSpec, FrameJudge,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import decode_index, make_video
+from tests.data.conftest import decode_index, make_video
 from egoframe.data.video import (FrameFolderReader, VideoFrameReader, decode_sequential, find_frame_folder,
                                  time_to_frame)
 from egoframe.errors import InputError
@@ -49,7 +49,7 @@ def test_time_to_frame_rounds_halves_up_and_absorbs_float_error():
 def test_frame_folder_reader_is_one_based_on_disk(tmp_path):
     from PIL import Image
 
-    from conftest import frame_image
+    from tests.data.conftest import frame_image
 
     folder = tmp_path / "rgb_frames" / "P01" / "P01_01"
     folder.mkdir(parents=True)

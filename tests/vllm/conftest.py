@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from vllm_testdata import make_dataset, tiny_config
+from tests.vllm.vllm_testdata import make_dataset, tiny_config
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,7 +9,7 @@ import torch
 from egoframe.errors import InputError
 from egoframe.vllm.embeddings import ExtractionConfig, describe_frames, extract_vllm_embeddings, generate_answers
 
-from vllm_testdata import synthetic_frame
+from tests.vllm.vllm_testdata import synthetic_frame
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,7 @@ def test_identity_is_stable_across_save_and_load(tiny_vllm, tiny_vllm_dir):
 
 def test_identity_before_save_equals_identity_after_load(tiny_vllm, tmp_path):
     from egoframe.vllm.tiny import build_tiny_vllm
-    from vllm_testdata import tiny_config
+    from tests.vllm.vllm_testdata import tiny_config
 
     fresh = build_tiny_vllm(tiny_vllm.tokenizer, tiny_config(), seed=1)
     before = fresh.identity()  # save_pretrained fills in config keys (architectures) that must not count

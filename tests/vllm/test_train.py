@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file
-from vllm_testdata import tiny_config
+from tests.vllm.vllm_testdata import tiny_config
 
 from egoframe.errors import ConfigError, InputError
 from egoframe.vllm.data import encode_instruction_batch, load_instruction_examples
@@ -101,7 +101,7 @@ def test_bad_config_values(dataset_dir, tmp_path):
 
 
 def test_no_descriptions(tmp_path):
-    from vllm_testdata import make_dataset
+    from tests.vllm.vllm_testdata import make_dataset
 
     data = make_dataset(str(tmp_path / "d"), n=3, with_descriptions=False)
     with pytest.raises(InputError, match="egoframe enrich"):
@@ -111,7 +111,7 @@ def test_no_descriptions(tmp_path):
 def test_descriptions_parquet_overrides_and_failed_rows_are_skipped(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from vllm_testdata import make_dataset
+    from tests.vllm.vllm_testdata import make_dataset
 
     data = make_dataset(str(tmp_path / "d"), n=3, with_descriptions=False)
     pq.write_table(pa.Table.from_pylist([
@@ -126,7 +126,7 @@ def test_vision_pretraining_makes_the_model_read_the_frame(tmp_path):
     """The embedded recipe (stage 0 vision pretraining, frozen tower, bias-free projector): on the synthetic set
     the colour and the hand are only in the picture, so answers must be cheaper with the real frames than with
     frames shuffled among the held-out pairs."""
-    from vllm_testdata import make_dataset
+    from tests.vllm.vllm_testdata import make_dataset
 
     from egoframe.vllm.evaluate import image_reliance
 
