@@ -73,6 +73,9 @@ def test_unrelated_fact_costs_state_accuracy_not_success(tiny_world):  # noqa: F
     assert state_accuracy(wrong, after) == pytest.approx(1 - 1 / len(HEADS))
     with pytest.raises(InputError, match="unknown world verb"):
         action_facts("juggle", before, after)
+    # The curated record spells the verb "turn on", the world "turn-on", Ego4D "turn_on": all are one verb.
+    assert action_facts("turn on", before, after) == action_facts("turn-on", before, after) \
+        == action_facts("turn_on", before, after)
 
 
 def test_trained_oracle_saves_reloads_and_reports(oracle_dir, tiny_world):  # noqa: F811

@@ -117,7 +117,12 @@ def state_facts(state) -> dict[str, str]:
 
 
 def action_facts(verb: str, input_facts: dict[str, str], target_facts: dict[str, str]) -> list[str]:
-    """The facts an action is judged on: its verb's facts plus every fact the true state changed."""
+    """The facts an action is judged on: its verb's facts plus every fact the true state changed.
+
+    Verbs arrive in every spelling the readers produce: "turn-on" (world), "turn_on" (Ego4D structured
+    verb), "turn on" (the curated record's verb).
+    """
+    verb = "-".join(verb.strip().lower().replace("_", " ").split())
     if verb not in VERB_FACTS:
         raise InputError(f"unknown world verb {verb!r}; expected one of {', '.join(VERB_FACTS)}")
     changed = [name for name in HEADS if input_facts[name] != target_facts[name]]
