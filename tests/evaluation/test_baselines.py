@@ -61,15 +61,17 @@ def test_proxedit_changes_only_the_guidance(ip2p_dir):
     prox = as_method(pipe, "proxedit")
     assert isinstance(prox, ProxEditPipeline)
     image = Image.fromarray(np.full((32, 32, 3), 120, np.uint8))
-    common = dict(num_inference_steps=3, image_guidance_scale=1.5, guidance_scale=3.0, output_type="np",
+    # Float outputs: on a random tiny model the text-guidance term is small, so its shrinkage can vanish
+    # in uint8 rounding while still changing the result.
+    common = dict(num_inference_steps=3, image_guidance_scale=1.5, guidance_scale=3.0, output_type="pt",
                   progress=False)
     plain = pipe(image, "take cup", generator=torch.Generator().manual_seed(0), **common).images
     # quantile 0 with hard thresholding keeps every element: exactly the IP2P guidance
     same = prox(image, "take cup", generator=torch.Generator().manual_seed(0), prox_quantile=0.0, prox_mode="hard",
                 **common).images
-    np.testing.assert_array_equal(plain, same)
+    assert torch.equal(plain, same)
     other = prox(image, "take cup", generator=torch.Generator().manual_seed(0), prox_quantile=0.9, **common).images
-    assert np.abs(other.astype(int) - plain.astype(int)).max() > 0
+    assert (other - plain).abs().max() > 0
 
 
 def test_t2i_mode_trains_a_four_channel_unet_and_sdedit_samples_it(t2i_run, pairs):

@@ -248,6 +248,10 @@ class LegoPipeline(DiffusionPipeline):
                 model_in = torch.cat([scaled, img], dim=1)
                 outs.append(self.unet(model_in, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample)
             eps_text, eps_image, eps_uncond = outs
+        return self.combine_guidance(eps_text, eps_image, eps_uncond, image_guidance_scale, guidance_scale)
+
+    def combine_guidance(self, eps_text, eps_image, eps_uncond, image_guidance_scale, guidance_scale):
+        """ε = ε(∅,∅) + s_x·(ε(x,∅) − ε(∅,∅)) + s_c·(ε(x,c) − ε(x,∅)); samplers such as ProxEdit override it."""
         return (
             eps_uncond
             + image_guidance_scale * (eps_image - eps_uncond)
