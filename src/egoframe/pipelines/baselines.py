@@ -19,8 +19,14 @@ from collections.abc import Sequence
 import torch
 
 from egoframe.errors import InputError
-from egoframe.pipelines.lego import LegoPipeline, LegoPipelineOutput, _per_image, _randn, encode_image_latents
-from egoframe.utils.images import tensor_to_pil
+from egoframe.pipelines.lego import (
+    LegoPipeline,
+    LegoPipelineOutput,
+    _per_image,
+    _randn,
+    check_actions,
+    encode_image_latents,
+)
 
 METHODS = ("lego", "ip2p", "sdedit", "proxedit")
 PROX_MODES = ("soft", "hard")
@@ -113,9 +119,7 @@ class SDEditPipeline(LegoPipeline):
         notes: list[str] = []
         pixels = self.prepare_images(image, notes)  # (B, 3, R, R)
         batch = pixels.shape[0]
-        actions = _per_image(action, batch, "action")
-        if any(not isinstance(a, str) or not a.strip() for a in actions):
-            raise InputError("action text is empty: give the action to carry out, e.g. 'cut tomato'")
+        actions = check_actions(action, batch)
         descriptions = _per_image(description, batch, "description") if description is not None else [None] * batch
         texts = self.condition_texts(actions, descriptions)
         device, dtype = self._execution_device, self.unet.dtype
@@ -142,14 +146,7 @@ class SDEditPipeline(LegoPipeline):
                                            encoder_attention_mask=mask).sample.chunk(2)
             eps = eps_null + guidance_scale * (eps_cond - eps_null)
             latents = self.scheduler.step(eps, t, latents, generator=generator).prev_sample
-        decoded = self.vae.decode(latents / self.vae.config.scaling_factor).sample  # (B*n, 3, R, R)
-        if output_type == "pt":
-            images = decoded
-        elif output_type == "np":
-            images = ((decoded.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        else:
-            images = tensor_to_pil(decoded)
-        return LegoPipelineOutput(images=images, notes=notes)
+        return LegoPipelineOutput(images=self.decode_latents(latents, output_type), notes=notes)
 
 
 def as_method(pipe: LegoPipeline, method: str) -> LegoPipeline:

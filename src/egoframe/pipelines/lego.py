@@ -302,12 +302,7 @@ class LegoPipeline(DiffusionPipeline):
         lo, hi = _check_interval(guidance_interval)
         pixels = self.prepare_images(image, notes)  # (B, 3, R, R)
         batch = pixels.shape[0]
-        actions = _per_image(action, batch, "action")
-        for a in actions:
-            if not isinstance(a, str) or not a.strip():
-                raise InputError("action text is empty: give the action to carry out, e.g. 'cut tomato'")
-            if len(a) > MAX_ACTION_CHARS:
-                raise InputError(f"action text is {len(a)} characters; at most {MAX_ACTION_CHARS} are accepted")
+        actions = check_actions(action, batch)
         descriptions = _per_image(description, batch, "description") if description is not None else [None] * batch
         if self.vllm is not None and vllm_image_tokens is None and vllm_text_tokens is None:
             embeddings = self.run_vllm(pixels, actions)
@@ -347,14 +342,16 @@ class LegoPipeline(DiffusionPipeline):
             )
             latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample
 
-        decoded = self.vae.decode(latents / self.vae.config.scaling_factor).sample  # (B*n, 3, R, R)
+        return LegoPipelineOutput(images=self.decode_latents(latents, output_type), notes=notes)
+
+    def decode_latents(self, latents: torch.Tensor, output_type: str):
+        """VAE-decode (B, 4, h, w) latents into PIL images, a uint8 (B, R, R, 3) array or a [-1, 1] tensor."""
+        decoded = self.vae.decode(latents / self.vae.config.scaling_factor).sample  # (B, 3, R, R)
         if output_type == "pt":
-            images = decoded
-        elif output_type == "np":
-            images = ((decoded.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        else:
-            images = tensor_to_pil(decoded)
-        return LegoPipelineOutput(images=images, notes=notes)
+            return decoded
+        if output_type == "np":
+            return ((decoded.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return tensor_to_pil(decoded)
 
     def run_vllm(self, pixels: torch.Tensor, actions: Sequence[str]):
         """The attached VLLM's embeddings and descriptions for (B, 3, R, R) frames in [-1, 1].
@@ -426,6 +423,17 @@ def _check_interval(interval) -> tuple[float, float]:
     if not 0.0 <= lo <= hi <= 1.0:
         raise InputError(f"guidance_interval must satisfy 0 <= lo <= hi <= 1, got {interval!r}")
     return lo, hi
+
+
+def check_actions(action, batch: int) -> list[str]:
+    """One non-empty, bounded action label per image (every sampler validates the same way)."""
+    actions = _per_image(action, batch, "action")
+    for a in actions:
+        if not isinstance(a, str) or not a.strip():
+            raise InputError("action text is empty: give the action to carry out, e.g. 'cut tomato'")
+        if len(a) > MAX_ACTION_CHARS:
+            raise InputError(f"action text is {len(a)} characters; at most {MAX_ACTION_CHARS} are accepted")
+    return actions
 
 
 def _per_image(value, batch: int, name: str) -> list:
