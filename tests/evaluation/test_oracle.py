@@ -96,6 +96,13 @@ def test_trained_oracle_saves_reloads_and_reports(oracle_dir, tiny_world):  # no
     first, second = reader.read([image, image])
     assert first == second and set(first) == set(HEADS)
     assert all(first[k] in HEADS[k] for k in HEADS)
+    # the reloaded reader reads exactly as the trained one did: its held-out report is the same numbers
+    # (regression: the config's heads were once reloaded in sorted-key order, slicing the logits wrongly)
+    from egoframe.evaluation.oracle import held_out_report
+
+    again_report = held_out_report(reader, world, reader.config)
+    assert again_report["fact_accuracy"] == report["fact_accuracy"]
+    assert again_report["target_action_success"] == report["target_action_success"]
     # a rerun into a finished directory reuses it
     again = train_oracle(OracleConfig(world=tiny_world, out_dir=oracle_dir, steps=1))
     assert again == report
@@ -120,3 +127,21 @@ def test_missing_oracle_and_world_columns_are_clear_errors(tmp_path, oracle_dir,
         evaluate_folder(tmp_path, config=config)
     with pytest.raises(MissingWeightsError):
         evaluate_folder(tmp_path, config=EvalConfig(metrics=["state-acc"]))
+
+
+def test_oracle_config_keeps_head_order_through_json(tmp_path):
+    import json
+
+    from egoframe.utils.checkpoint import atomic_write_json
+
+    path = tmp_path / "c.json"
+    atomic_write_json(str(path), OracleConfig().to_dict())  # written with sorted keys
+    loaded = OracleConfig.from_dict(json.load(open(path)))
+    assert list(loaded.heads) == list(HEADS)
+    # files from before the order was stored (a sorted mapping) are put back in training order
+    legacy = OracleConfig().to_dict()
+    legacy["heads"] = {k: list(v) for k, v in sorted(HEADS.items())}
+    assert list(OracleConfig.from_dict(legacy).heads) == list(HEADS)
+    legacy["heads"] = {"left_hand": list(HEADS["left_hand"])}
+    with pytest.raises(InputError, match="heads"):
+        OracleConfig.from_dict(legacy)

@@ -169,6 +169,9 @@ class OracleConfig:
     def to_dict(self) -> dict[str, Any]:
         row = asdict(self)
         row["channels"] = list(self.channels)
+        # The logits are laid out in head order, and JSON files are written with sorted keys: store the heads
+        # as an ordered list of [name, classes] so that a reload slices the logits exactly as training did.
+        row["heads"] = [[name, list(classes)] for name, classes in self.heads.items()]
         return row
 
     @classmethod
@@ -179,15 +182,36 @@ class OracleConfig:
             raise InputError(f"oracle config: unknown keys {unknown}")
         row = dict(row)
         row["channels"] = tuple(row.get("channels", (32, 64, 96, 128)))
+        if "heads" in row:
+            row["heads"] = _ordered_heads(row["heads"])
         return cls(**row)
 
     def validate(self) -> "OracleConfig":
+        if list(self.heads) != list(HEADS) or any(list(HEADS[k]) != list(v) for k, v in self.heads.items()):
+            raise InputError("oracle heads differ from this egoframe's HEADS (the labels are made in HEADS order); "
+                             "retrain the oracle with `egoframe oracle train`")
         if self.resolution < 16 or self.resolution % 2 ** len(self.channels):
             raise InputError(f"oracle resolution {self.resolution} must be >= 16 and divisible by "
                              f"{2 ** len(self.channels)}")
         if self.steps < 1 or self.batch_size < 1 or self.frame_stride < 1:
             raise InputError("oracle steps, batch_size and frame_stride must be >= 1")
         return self
+
+
+def _ordered_heads(heads) -> dict[str, list[str]]:
+    """Heads from a config file: an ordered [[name, classes], ...] list, or (files written before egoframe stored
+    the order) a name -> classes mapping whose key order was lost to sorting. Training always used
+    :data:`HEADS` order, so such a mapping is put back in that order when it names exactly those heads."""
+    if isinstance(heads, list):
+        try:
+            return {str(name): list(classes) for name, classes in heads}
+        except (TypeError, ValueError):
+            raise InputError("oracle config: 'heads' must be a list of [name, classes] pairs") from None
+    if isinstance(heads, dict):
+        if set(heads) != set(HEADS):
+            raise InputError(f"oracle config: heads {sorted(heads)} are not this egoframe's oracle heads; retrain it")
+        return {name: list(heads[name]) for name in HEADS}
+    raise InputError("oracle config: 'heads' must be a list of [name, classes] pairs")
 
 
 def build_model(config: OracleConfig):
@@ -253,7 +277,7 @@ class OracleReader:
             raise MissingWeightsError(f"{path} is not an oracle directory: it needs {WEIGHTS_FILE} and {CONFIG_FILE} "
                                       "(made by `egoframe oracle train`)")
         with open(cfg) as fh:
-            config = OracleConfig.from_dict(json.load(fh))
+            config = OracleConfig.from_dict(json.load(fh)).validate()
         model = build_model(config)
         model.load_state_dict(load_tensors(weights))
         return cls(model, config, device)
