@@ -138,3 +138,24 @@ def test_a_scheduler_without_a_generator_argument_works(desc):
     finally:
         desc.scheduler = original
     assert torch.isfinite(a).all() and torch.equal(a, b)
+
+
+def test_strength_starts_from_the_noised_input_and_runs_fewer_steps(desc, monkeypatch):
+    full = _run(desc, steps=4).images
+    assert torch.equal(_run(desc, steps=4, strength=1.0).images, full)  # 1.0 is the papers' pure-noise start
+    seen = _unet_batches(desc, monkeypatch)
+    part = _run(desc, steps=4, strength=0.5).images
+    assert seen == [3, 3]  # only the last half of the schedule runs
+    assert (part - full).abs().max() > 1e-3
+    # a tiny strength barely moves the input: the result stays closer to the input's reconstruction
+    gentle = _run(desc, steps=10, strength=0.1).images
+    recon = desc.decode_latents(desc.vae.encode(
+        torch.from_numpy(np.asarray(_frame(), np.float32) / 127.5 - 1).permute(2, 0, 1)[None]).latent_dist.mode()
+        * desc.vae.config.scaling_factor, "pt")
+    assert (gentle - recon).abs().mean() < (full - recon).abs().mean()
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.5, 1.5])
+def test_bad_strength_is_a_clear_error(desc, bad):
+    with pytest.raises(InputError, match="strength"):
+        _run(desc, steps=2, strength=bad)

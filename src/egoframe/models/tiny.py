@@ -23,6 +23,9 @@ class TinyConfig:
     attention_levels: int = 1
     cross_attention_dim: int = 64
     attention_head_dim: int = 8
+    # GroupNorm groups of the UNet; None: min(16, narrowest width). With 16 channels and 16 groups every
+    # channel is normalised alone, which removes its mean: the absolute colour a frame's latent carries.
+    unet_norm_groups: int | None = None
     text_layers: int = 2
     text_heads: int = 4
     conditioning: dict = field(
@@ -76,7 +79,7 @@ def tiny_components(config: TinyConfig | None = None, ablation: str = "lego", se
             layers_per_block=1,
             cross_attention_dim=config.cross_attention_dim,
             attention_head_dim=config.attention_head_dim,
-            norm_num_groups=min(16, min(config.unet_channels)),
+            norm_num_groups=config.unet_norm_groups or min(16, min(config.unet_channels)),
         )
         tokenizer = build_tiny_clip_tokenizer()
         text_encoder = CLIPTextModel(

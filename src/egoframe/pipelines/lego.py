@@ -278,6 +278,7 @@ class LegoPipeline(DiffusionPipeline):
         batch_branches: bool = True,
         progress: bool = True,
         guidance_interval: tuple[float, float] = (0.0, 1.0),
+        strength: float = 1.0,
     ) -> LegoPipelineOutput:
         """Generate the frame(s) showing ``action`` carried out in ``image``.
 
@@ -291,6 +292,10 @@ class LegoPipeline(DiffusionPipeline):
         guidance_interval: (lo, hi) fractions of the sampling steps that use guidance; step i of n is guided
                 when lo <= i / n < hi, the others use the conditional prediction ε(x,c) alone and cost a third
                 of a guided step (guidance limited to an interval: Kynkäänniemi et al., NeurIPS 2024).
+        strength: 1.0 starts from pure noise (the papers); below 1 the start is the input frame's latent noised
+                to that fraction of the schedule and only the last ``strength`` of the steps run (SDEdit's
+                initialisation, Meng et al., ICLR 2022, applied to the edit model): the input's colours and
+                layout survive the high-noise steps where a small model loses them.
         """
         notes: list[str] = []
         if num_inference_steps < 1:
@@ -300,6 +305,8 @@ class LegoPipeline(DiffusionPipeline):
         if output_type not in ("pil", "pt", "np"):
             raise InputError(f"output_type must be 'pil', 'pt' or 'np', got {output_type!r}")
         lo, hi = _check_interval(guidance_interval)
+        if not 0.0 < strength <= 1.0:
+            raise InputError(f"strength must be in (0, 1], got {strength}")
         pixels = self.prepare_images(image, notes)  # (B, 3, R, R)
         batch = pixels.shape[0]
         actions = check_actions(action, batch)
@@ -327,9 +334,17 @@ class LegoPipeline(DiffusionPipeline):
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         shape = (batch * n, self.unet.config.out_channels, *image_latents.shape[-2:])
-        latents = _randn(shape, generator, device, dtype) * self.scheduler.init_noise_sigma
-
         timesteps = self.scheduler.timesteps
+        if strength < 1.0:
+            skip = min(int(round(num_inference_steps * (1.0 - strength))), num_inference_steps - 1)
+            skip *= getattr(self.scheduler, "order", 1)
+            timesteps = timesteps[skip:]
+            if hasattr(self.scheduler, "set_begin_index"):
+                self.scheduler.set_begin_index(skip)
+            noise = _randn(shape, generator, device, dtype)
+            latents = self.scheduler.add_noise(image_latents, noise, timesteps[:1].repeat(shape[0]))
+        else:
+            latents = _randn(shape, generator, device, dtype) * self.scheduler.init_noise_sigma
         branches = self.branch_inputs(image_latents, cond, cond_mask, null, null_mask) if batch_branches else None
         # Stochastic schedulers (Euler ancestral, DDPM) take a generator; deterministic ones (UniPC) refuse it.
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
