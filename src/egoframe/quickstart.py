@@ -148,7 +148,9 @@ def _diffusion(config: QuickstartConfig, data: str, cache: str, vae: str, vllm_d
         return "done before"
     train_config = parse_config({
         "data": {"root": data, "resolution": config.resolution, "vllm_cache": cache},
-        "model": {"ablation": "lego", "vae": vae, "vllm": os.path.join(vllm_dir, "model")},
+        # v-prediction: a tiny model's epsilon errors at high noise become colour shifts (docs/embedded)
+        "model": {"ablation": "lego", "vae": vae, "vllm": os.path.join(vllm_dir, "model"),
+                  "prediction_type": "v_prediction"},
         "optim": {"batch_size": config.batch_size, "max_steps": config.diffusion_steps, "lr": config.lr,
                   "ema_decay": 0.999},
         "log": {"out_dir": out, "checkpoint_every": 100, "num_samples": 8, "sample_steps": config.sample_steps,

@@ -74,6 +74,7 @@ class ReproduceConfig:
     vae_steps: int | None = None  # default 150 small / 600 full
     vllm_steps: int | None = None  # default 60 small / 400 full
     tiny: dict = field(default_factory=dict)  # TinyConfig overrides of the diffusion model
+    prediction_type: str = "v_prediction"  # as the shipped default (epsilon: colour drift at this size)
     seed: int = 0
     resamples: int = 2000
     weights: MetricWeights = field(default_factory=MetricWeights)
@@ -168,7 +169,8 @@ def run_config(cfg: ReproduceConfig, name: str, data: str, vae: str, cache: str)
     return parse_config({
         "data": {"root": data, "resolution": cfg.resolution,
                  "vllm_cache": cache if ablation in ("desc+text", "desc+image", "lego") else None},
-        "model": {"ablation": ablation, "vae": vae, "tiny": tiny, "mode": "t2i" if name == "sdedit-t2i" else "edit"},
+        "model": {"ablation": ablation, "vae": vae, "tiny": tiny, "mode": "t2i" if name == "sdedit-t2i" else "edit",
+                  "prediction_type": cfg.prediction_type},
         "optim": {"batch_size": cfg.batch_size, "max_steps": cfg.steps, "lr": cfg.lr, "ema_decay": 0.999},
         "log": {"out_dir": os.path.join(cfg.out_dir, "runs", name), "checkpoint_every": max(cfg.steps // 3, 1),
                 "num_samples": 0, "tensorboard": False},

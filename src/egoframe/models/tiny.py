@@ -23,9 +23,11 @@ class TinyConfig:
     attention_levels: int = 1
     cross_attention_dim: int = 64
     attention_head_dim: int = 8
-    # GroupNorm groups of the UNet; None: min(16, narrowest width). With 16 channels and 16 groups every
+    # GroupNorm groups of the UNet (None: min(16, narrowest width)). With 16 channels in 16 groups every
     # channel is normalised alone, which removes its mean: the absolute colour a frame's latent carries.
-    unet_norm_groups: int | None = None
+    # Measured on the embedded world (600 steps, 32 held-out pairs, oracle state accuracy): 16 groups 0.53,
+    # 4 groups 0.69 (and 0.89 with v-prediction): docs/embedded.
+    unet_norm_groups: int | None = 4
     text_layers: int = 2
     text_heads: int = 4
     conditioning: dict = field(
