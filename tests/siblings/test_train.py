@@ -12,8 +12,8 @@ from egoframe.siblings.train import SiblingTrainConfig, read_losses, train_sibli
 
 
 def _config(pairs, out, system, **kw):
-    return SiblingTrainConfig(system=system, root=pairs, out_dir=str(out), resolution=32, batch_size=2, max_steps=2,
-                              lr=1e-3, drop_text=0.3, drop_image=0.1, drop_both=0.1, **kw)
+    settings = dict(resolution=32, batch_size=2, max_steps=2, lr=1e-3, drop_text=0.3, drop_image=0.1, drop_both=0.1)
+    return SiblingTrainConfig(system=system, root=pairs, out_dir=str(out), **{**settings, **kw})
 
 
 @pytest.mark.parametrize("system,terms", [("mgie", {"ce", "mse", "diffusion"}), ("rp2p", {"diffusion"})])
@@ -50,3 +50,36 @@ def test_config_errors():
         SiblingTrainConfig(system="mgie", stage=1, root="x", out_dir="y")
     assert SiblingTrainConfig(system="mgie", root="x", out_dir="y").weights() == (1.0, 0.5, 1.0)
     assert SiblingTrainConfig(system="smartedit", root="x", out_dir="y").weights() == (1.0, 0.0, 1.0)
+
+
+def test_killed_run_resumes_with_the_same_losses(sibling_pairs, tmp_path, monkeypatch):
+    import egoframe.siblings.train as train_module
+
+    whole = train_sibling(_config(sibling_pairs, tmp_path / "whole", "mgie", max_steps=4, checkpoint_every=2),
+                          progress=False)
+    expected = read_losses(str(tmp_path / "whole"))
+
+    real, calls = train_module._diffusion_loss, []
+
+    def dies_at_step_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed after the step-2 checkpoint, mid step 3
+        return real(*args, **kwargs)
+
+    cfg = _config(sibling_pairs, tmp_path / "cut", "mgie", max_steps=4, checkpoint_every=2)
+    monkeypatch.setattr(train_module, "_diffusion_loss", dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_sibling(cfg, progress=False)
+    monkeypatch.setattr(train_module, "_diffusion_loss", real)
+    with pytest.raises(ConfigError, match="--resume"):
+        train_sibling(cfg, progress=False)  # a second plain start must not overwrite the run
+    with pytest.raises(ConfigError, match="lr changed"):
+        train_sibling(cfg.model_copy(update={"lr": 5e-4}), progress=False, resume=True)
+    resumed = train_sibling(cfg, progress=False, resume=True)
+    assert read_losses(str(tmp_path / "cut")) == expected  # steps 1-2 kept, 3-4 recomputed identically
+    a, b = load_sibling_pipeline(whole.out_dir), load_sibling_pipeline(resumed.out_dir)
+    for (name, p), q in zip(a.unet.named_parameters(), b.unet.parameters()):
+        assert torch.equal(p, q), name
+    assert [d for d in (tmp_path / "cut" / "checkpoints").iterdir()] and \
+        all(".tmp" not in d.name for d in (tmp_path / "cut" / "checkpoints").iterdir())

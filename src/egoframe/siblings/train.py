@@ -75,6 +75,8 @@ class SiblingTrainConfig(_Strict):
     drop_image: float = Field(0.05, ge=0, le=1)
     drop_both: float = Field(0.05, ge=0, le=1)
     grad_clip: float = Field(1.0, ge=0)
+    checkpoint_every: int = Field(50, ge=0)  # steps between resumable checkpoints; 0: none
+    keep_checkpoints: int = Field(2, ge=1)
     seed: int = 0
 
     @model_validator(mode="after")
@@ -192,9 +194,15 @@ def _instruction(source, index: int) -> str:
 # ----------------------------------------------------------------------------------- the loop
 
 
-def train_sibling(config: SiblingTrainConfig, progress: bool = True) -> SiblingTrainResult:
+def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: bool = False) -> SiblingTrainResult:
     """Train one system and export it (stage 2: a SiblingPipeline in ``out_dir/model``; SmartEdit stage 1:
-    ``out_dir/stage1`` with connector/ and llm/ for ``init_from``)."""
+    ``out_dir/stage1`` with connector/ and llm/ for ``init_from``).
+
+    Every ``checkpoint_every`` steps the trainable state (connector, UNet, the LLM's trainable parameters
+    such as LoRA and added-token rows, EMA, optimizer, RNG) is written atomically as safetensors under
+    ``out_dir/checkpoints``; ``resume=True`` continues from the latest one. Batches and noise are functions of
+    (seed, step), so a resumed run computes the same losses as an uninterrupted one.
+    """
     from diffusers import DDPMScheduler
 
     from egoframe.models.text import encode_text
@@ -207,8 +215,12 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True) -> SiblingT
     from egoframe.training.ema import Ema
     from egoframe.utils.checkpoint import atomic_write_json
 
-    if os.path.exists(os.path.join(config.out_dir, LOSSES)):
-        raise ConfigError(f"{config.out_dir} already holds a run: use another out_dir")
+    checkpoint = latest_sibling_checkpoint(config.out_dir) if resume else None
+    if not checkpoint and os.path.exists(os.path.join(config.out_dir, LOSSES)):
+        hint = "it has no checkpoint to resume from" if resume else "pass --resume to continue it"
+        raise ConfigError(f"{config.out_dir} already holds a run ({hint}); or use another out_dir")
+    if checkpoint:
+        _check_same_config(config)
     os.makedirs(config.out_dir, exist_ok=True)
     atomic_write_json(os.path.join(config.out_dir, CONFIG_FILE), config.model_dump(mode="json"))
     torch.manual_seed(config.seed)
@@ -247,8 +259,15 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True) -> SiblingT
     with torch.no_grad():
         null_state = encode_text(parts["tokenizer"], text_encoder, [""])[0]  # ψ(""), (77, D)
     losses_path = os.path.join(config.out_dir, LOSSES)
+    first = 0
+    if checkpoint:
+        from egoframe.training.trainer import _truncate_losses
+
+        first = _load_sibling_checkpoint(checkpoint, trained, llm_model, optimizer, ema)
+        _truncate_losses(losses_path, first)
+        logger.info("resumed %s at step %d", config.out_dir, first)
     start, loss_value = time.time(), float("nan")
-    for step in range(config.max_steps):
+    for step in range(first, config.max_steps):
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         idx = batch_indices(len(source), step, config.batch_size, config.seed)
         pairs = [source.images(i) for i in idx]
@@ -291,6 +310,8 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True) -> SiblingT
                                  **{k: float(v.detach()) for k, v in terms.items()}}) + "\n")
         if progress:
             logger.info("step %d/%d loss %.4f", step + 1, config.max_steps, loss_value)
+        if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.max_steps:
+            _save_sibling_checkpoint(config, step + 1, trained, llm_model, optimizer, ema)
 
     ema.copy_to(trained)
     if llm_model is not vllm.model:
@@ -337,6 +358,88 @@ def _diffusion_loss(config, cond, null_state, vae, unet, noise_scheduler, inputs
         pred = unet(torch.cat([noisy, image_latents], dim=1), t, encoder_hidden_states=states,
                     encoder_attention_mask=mask).sample
     return nn.functional.mse_loss(pred, noise)
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+
+CHECKPOINTS = "checkpoints"
+
+
+def latest_sibling_checkpoint(out_dir: str) -> str | None:
+    root = os.path.join(out_dir, CHECKPOINTS)
+    if not os.path.isdir(root):
+        return None
+    done = sorted(d for d in os.listdir(root) if d.startswith("step-") and ".tmp" not in d)
+    return os.path.join(root, done[-1]) if done else None
+
+
+def _trainable_llm(llm_model) -> dict[str, torch.Tensor]:
+    """Only the LLM parameters that train (LoRA, added-token rows): a real LLaVA is frozen otherwise."""
+    return {n: p.detach() for n, p in llm_model.named_parameters() if p.requires_grad}
+
+
+def _save_sibling_checkpoint(config, step: int, trained, llm_model, optimizer, ema) -> str:
+    import shutil
+
+    from egoframe.utils.checkpoint import atomic_write_json, optimizer_to_files, rng_to_files, save_tensors
+
+    root = os.path.join(config.out_dir, CHECKPOINTS)
+    final = os.path.join(root, f"step-{step:08d}")
+    tmp = f"{final}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    save_tensors(trained.state_dict(), os.path.join(tmp, "model.safetensors"))
+    save_tensors(_trainable_llm(llm_model), os.path.join(tmp, "llm.safetensors"))
+    save_tensors(ema.state_tensors(), os.path.join(tmp, "ema.safetensors"))
+    opt_tensors, opt_rest = optimizer_to_files(optimizer)
+    save_tensors(opt_tensors, os.path.join(tmp, "optimizer.safetensors"))
+    rng_tensors, rng_rest = rng_to_files()
+    save_tensors(rng_tensors, os.path.join(tmp, "rng.safetensors"))
+    atomic_write_json(os.path.join(tmp, "state.json"), {"step": step, "optimizer": opt_rest, "rng": rng_rest})
+    if os.path.exists(final):
+        shutil.rmtree(final)
+    os.replace(tmp, final)  # a kill before this line leaves only a .tmp directory, ignored on resume
+    done = sorted(d for d in os.listdir(root) if d.startswith("step-") and ".tmp" not in d)
+    for old in done[:-config.keep_checkpoints]:
+        shutil.rmtree(os.path.join(root, old), ignore_errors=True)
+    return final
+
+
+def _load_sibling_checkpoint(path: str, trained, llm_model, optimizer, ema) -> int:
+    from egoframe.utils.checkpoint import load_tensors, optimizer_from_files, rng_from_files
+
+    with open(os.path.join(path, "state.json")) as fh:
+        state = json.load(fh)
+    try:
+        trained.load_state_dict(load_tensors(os.path.join(path, "model.safetensors")))
+        llm_state = load_tensors(os.path.join(path, "llm.safetensors"))
+        params = dict(llm_model.named_parameters())
+        if set(llm_state) != set(_trainable_llm(llm_model)):
+            raise ConfigError(f"cannot resume {path}: the LLM's trainable parameters differ from the checkpoint's")
+        with torch.no_grad():
+            for name, value in llm_state.items():
+                params[name].copy_(value)
+        ema.load_tensors(load_tensors(os.path.join(path, "ema.safetensors")))
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"cannot resume {path}: it does not fit this model ({str(exc).splitlines()[0]})") from None
+    optimizer.load_state_dict(optimizer_from_files(load_tensors(os.path.join(path, "optimizer.safetensors")),
+                                                   state["optimizer"]))
+    rng_from_files(load_tensors(os.path.join(path, "rng.safetensors")), state["rng"])
+    return int(state["step"])
+
+
+def _check_same_config(config: SiblingTrainConfig) -> None:
+    """A run resumes only with the settings that made it (max_steps and checkpointing may change)."""
+    path = os.path.join(config.out_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as fh:
+        saved = json.load(fh)
+    now = config.model_dump(mode="json")
+    free = {"max_steps", "checkpoint_every", "keep_checkpoints"}
+    changed = sorted(k for k in set(saved) | set(now) if k not in free and saved.get(k) != now.get(k))
+    if changed:
+        raise ConfigError(f"cannot resume {config.out_dir}: {', '.join(changed)} changed since the run started")
 
 
 def read_losses(out_dir: str) -> list[dict]:
