@@ -224,3 +224,24 @@ def render_state(state: FrameState | dict[str, Any], resolution: int = 128) -> n
         cv.paint(_capsule_box(cup.x, cup.y, bowl.x, bowl.y, 0.012), _capsule(cup.x, cup.y, bowl.x, bowl.y, 0.012),
                  WATER)
     return np.clip(cv.img + 0.5, 0, 255).astype(np.uint8)
+
+
+def render_object_alpha(state: FrameState | dict[str, Any], object_id: str, resolution: int = 128) -> np.ndarray:
+    """Coverage in [0, 1], float32 (resolution, resolution), of one object drawn alone as ``render_state`` draws it.
+
+    The object's soft mask (what a segmenter returns on a real frame) for copy-paste data synthesis. Drawn on
+    a black and on a white canvas: every paint blends linearly over what is below, so the two differ by
+    ``255 * (1 - coverage)``. Occlusion by hands or objects drawn later is not applied.
+    """
+    if isinstance(state, dict):
+        state = FrameState.from_dict(state)
+    if not isinstance(resolution, int) or resolution < 16:
+        raise ValueError(f"resolution must be an int >= 16, got {resolution!r}")
+    obj = state.object(object_id)
+    layers = []
+    for background in (0.0, 255.0):
+        cv = _Canvas(resolution, state.camera_dx, state.camera_dy)
+        cv.img[:] = background
+        _draw_object(cv, obj, state)
+        layers.append(cv.img)
+    return np.clip(1.0 - (layers[1] - layers[0]).mean(axis=-1) / 255.0, 0.0, 1.0).astype(np.float32)
