@@ -21,6 +21,10 @@ def test_world_variant_rules_and_files(sibling_pairs, tmp_path):
     rec = ActionRecord(id="a", source="world", action="take cup", verb="take", noun="cup")
     assert world_reasoning_instruction(rec) == "I am thirsty."
     assert world_reasoning_instruction(ActionRecord(id="b", source="world", action="x", verb="x", noun="y")) is None
+    # curated records spell the verb "turn on" (the world "turn-on", Ego4D "turn_on"): all get the tap's rule
+    for verb in ("turn on", "turn-on", "turn_on"):
+        tap = ActionRecord(id="t", source="world", action="turn on tap", verb=verb, noun="tap")
+        assert world_reasoning_instruction(tap) == "My hands need washing."
     kept, skipped = write_reasoning_variant(sibling_pairs, str(tmp_path / "reason"))
     assert (kept, skipped) == (8, 0)
     rows = load_records(str(tmp_path / "reason" / "pairs.parquet"))

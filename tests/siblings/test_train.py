@@ -83,3 +83,19 @@ def test_killed_run_resumes_with_the_same_losses(sibling_pairs, tmp_path, monkey
         assert torch.equal(p, q), name
     assert [d for d in (tmp_path / "cut" / "checkpoints").iterdir()] and \
         all(".tmp" not in d.name for d in (tmp_path / "cut" / "checkpoints").iterdir())
+
+
+def test_trained_vae_and_v_prediction(sibling_pairs, tmp_path):
+    from egoframe.models.tiny import TinyConfig, tiny_components
+
+    vae_dir = tmp_path / "vae"
+    vae = tiny_components(TinyConfig(resolution=32, vae_channels=(16, 32)), seed=3)["vae"]
+    vae.save_pretrained(vae_dir)
+    result = train_sibling(_config(sibling_pairs, tmp_path / "run", "rp2p", vae=str(vae_dir),
+                                   prediction_type="v_prediction"), progress=False)
+    pipe = load_sibling_pipeline(result.out_dir)
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    for (name, p), q in zip(pipe.vae.state_dict().items(), vae.state_dict().values()):
+        assert torch.equal(p, q), name  # the given VAE, not a fresh random one
+    with pytest.raises(ConfigError, match="not a VAE directory"):
+        train_sibling(_config(sibling_pairs, tmp_path / "bad", "rp2p", vae=str(tmp_path)), progress=False)

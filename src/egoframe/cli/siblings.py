@@ -20,6 +20,8 @@ def register(app: typer.Typer) -> None:
         bench)
     sibling.command("bench-manifest", help="Write a bench manifest from the Reason-Edit release folders.")(
         bench_manifest)
+    sibling.command("compare", help="Train SmartEdit, MGIE and ReasonPix2Pix on the embedded world, generate, "
+                                    "evaluate with the oracle and write REPORT.md (resumable).")(compare)
     register_synthesis(sibling)
     app.add_typer(sibling, name="sibling")
 
@@ -76,6 +78,43 @@ def reasoning(
 
     n, skipped = write_reasoning_variant(str(data), str(out))
     typer.echo(f"{n} pairs with reasoning instructions ({skipped} without a rule) -> {out}")
+
+
+def compare(
+    data: Path = typer.Option(..., "--data", help="Curated (+ enriched) pairs of the embedded world, with a test split."),
+    world: Path = typer.Option(..., "--world", help="The embedded world the data came from."),
+    oracle: Path = typer.Option(..., "--oracle", help="`egoframe oracle train` output."),
+    out: Path = typer.Option(..., "--out", "-o", help="Work directory (data variant, runs, generation set); resumable."),
+    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="REPORT.md + PNGs (default OUT/report)."),
+    systems: str = typer.Option("smartedit,mgie,rp2p", "--systems", help="Comma list of smartedit, mgie, rp2p."),
+    lego: Optional[Path] = typer.Option(None, "--lego", help="A LEGO model directory to add (fed the action label)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps per run (default 40 small / 500)."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", help="Sibling resolution (default 32 / 64)."),
+    n_test: Optional[int] = typer.Option(None, "--n-test", help="Held-out pairs (default 12 / 96)."),
+    sample_steps: Optional[int] = typer.Option(None, "--sample-steps", help="Denoising steps (default 10 / 25)."),
+    small: bool = typer.Option(False, "--small", help="The CI size: 32 px, 40 steps, 12 test pairs."),
+    reasoning: bool = typer.Option(True, "--reasoning/--direct",
+                                   help="Train on reasoning instructions, evaluate both kinds (default); or labels only."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default 8 small / 16."),
+    lr: float = typer.Option(5e-4, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    set_: list[str] = typer.Option([], "--set", help="Another SiblingTrainConfig value for every run: key=value."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+) -> None:
+    import shlex
+    import sys
+
+    from egoframe.siblings.compare import CompareConfig
+    from egoframe.siblings.compare import compare as run
+
+    config = CompareConfig(
+        data=str(data), world=str(world), oracle=str(oracle), out_dir=str(out),
+        report_dir=str(report_dir) if report_dir else None, systems=systems.split(","),
+        lego=str(lego) if lego else None, reasoning=reasoning, small=small, resolution=resolution, steps=steps,
+        batch_size=batch_size, lr=lr, n_test=n_test, sample_steps=sample_steps, seed=seed,
+        train_overrides=parse_overrides(set_), threads=threads)
+    command = "egoframe " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "egoframe sibling compare"
+    typer.echo(run(config, command=command))
 
 
 def bench(

@@ -214,7 +214,8 @@ def prepare_oracle(cfg: ReproduceConfig) -> tuple[str, dict]:
     return out, report
 
 
-def held_out_records(cfg: ReproduceConfig, data: str):
+def held_out_records(cfg, data: str):
+    """A seeded sample of ``cfg.n_test`` test-split records of ``data`` (``cfg``: any config with n_test, seed)."""
     from egoframe.data.records import load_records
     from egoframe.enrichment import attach_descriptions
 
@@ -228,18 +229,14 @@ def held_out_records(cfg: ReproduceConfig, data: str):
     return [records[i] for i in keep]
 
 
-def generate_set(cfg: ReproduceConfig, data: str, cache: str, runs: dict, records) -> str:
-    """Write the generation set (docs/formats.md) of every method on the held-out records; resumable."""
-    import torch
+def reference_samples(root: str, data: str, records, resolution: int) -> list:
+    """Copy each record's input and target frame into ``root`` (inputs/, targets/) and write the "copy input"
+    reference (copy/: the input resized to ``resolution``); returns the generation-set Samples with the world
+    columns the oracle metrics need (video_id, input_frame, target_frame, verb). Existing files are kept."""
     from PIL import Image
 
-    from egoframe.evaluation.generation_set import Sample, write_generation_set
-    from egoframe.pipelines.baselines import as_method, method_kwargs
-    from egoframe.pipelines.loading import load_pipeline
-    from egoframe.vllm.cache import VllmEmbeddingCache
+    from egoframe.evaluation.generation_set import Sample
 
-    root = os.path.join(cfg.out_dir, "generation_set")
-    res = cfg.resolution
     samples = []
     for sub in ("inputs", "targets", "copy"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
@@ -251,11 +248,27 @@ def generate_set(cfg: ReproduceConfig, data: str, cache: str, runs: dict, record
                 shutil.copyfile(os.path.join(data, rel), paths[sub])
         copy = os.path.join(root, "copy", f"{rec.id}.png")
         if not os.path.exists(copy):
-            Image.open(paths["inputs"]).convert("RGB").resize((res, res), Image.Resampling.BICUBIC).save(copy)
+            Image.open(paths["inputs"]).convert("RGB").resize((resolution, resolution),
+                                                              Image.Resampling.BICUBIC).save(copy)
         samples.append(Sample(sample_id=rec.id, action=rec.action, description=rec.description,
                               input=paths["inputs"], target=paths["targets"], generated={"copy": copy},
                               extra={"video_id": rec.video_id, "input_frame": str(rec.input_frame),
                                      "target_frame": str(rec.target_frame), "verb": rec.verb}))
+    return samples
+
+
+def generate_set(cfg: ReproduceConfig, data: str, cache: str, runs: dict, records) -> str:
+    """Write the generation set (docs/formats.md) of every method on the held-out records; resumable."""
+    import torch
+    from PIL import Image
+
+    from egoframe.evaluation.generation_set import write_generation_set
+    from egoframe.pipelines.baselines import as_method, method_kwargs
+    from egoframe.pipelines.loading import load_pipeline
+    from egoframe.vllm.cache import VllmEmbeddingCache
+
+    root = os.path.join(cfg.out_dir, "generation_set")
+    samples = reference_samples(root, data, records, cfg.resolution)
     embeddings = VllmEmbeddingCache(cache)
     inputs = [Image.open(s.input).convert("RGB") for s in samples]
     made: dict[tuple[str, str], list[str]] = {}
@@ -321,17 +334,21 @@ METRIC_FORMAT = {"action-success": ("Action success (%) ↑", 100, 1), "state-ac
                  "egovlp": ("EgoVLP ↑", 100, 2), "egovlp+": ("EgoVLP+ ↑", 100, 2)}
 
 
-def _table(summary: dict, rows, metrics) -> list[str]:
-    heads = [METRIC_FORMAT.get(m, (m, 1, 4))[0] for m in metrics]
-    lines = ["| method | " + " | ".join(heads) + " |", "|---" * (len(metrics) + 1) + "|"]
+def metric_table(summary: dict, rows, metrics, with_n: bool = False) -> list[str]:
+    """Markdown rows "label | mean [95 % interval] per metric" for (label, method) rows; ``with_n`` adds n."""
+    heads = (["n"] if with_n else []) + [METRIC_FORMAT.get(m, (m, 1, 4))[0] for m in metrics]
+    lines = ["| method | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for label, method in rows:
         entry = summary["per_method"][method]
         cells = [_cell(entry[m], *METRIC_FORMAT.get(m, (m, 1, 4))[1:]) for m in metrics]
+        if with_n:
+            cells.insert(0, str(entry[metrics[0]]["n"]))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
-def _paired(summary: dict, better: str, worse: str, metric: str) -> dict | None:
+def paired_difference(summary: dict, better: str, worse: str, metric: str) -> dict | None:
+    """Paired bootstrap difference (better − worse) with its interval and p, from an evaluation summary."""
     for c in summary["paired"]:
         if c["metric"] != metric or "skipped" in c:
             continue
@@ -359,7 +376,7 @@ def order_checks(summary: dict, metrics: list[str]) -> list[dict]:
     out = []
     for better, worse in CLAIMS:
         for metric in metrics:
-            diff = _paired(summary, better, worse, metric)
+            diff = paired_difference(summary, better, worse, metric)
             if diff is None:
                 continue
             out.append({"claim": f"{better} > {worse}", "metric": metric, **diff,
@@ -367,7 +384,7 @@ def order_checks(summary: dict, metrics: list[str]) -> list[dict]:
     return out
 
 
-def _figures(summary: dict, set_dir: str, report_dir: str, records, methods_in_grid: list[str]) -> list[str]:
+def _pyplot():
     try:
         import matplotlib
 
@@ -375,36 +392,42 @@ def _figures(summary: dict, set_dir: str, report_dir: str, records, methods_in_g
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError("the report's figures need matplotlib: pip install 'egoframe[plot]'") from None
-    from PIL import Image
+    return plt
 
-    written = []
-    order = ["copy", "sdedit", "proxedit", "ip2p", "labels", "descriptions", "desc+text", "desc+image", "lego"]
+
+def metric_bars(summary: dict, methods: list[str], colours: list[str], path: str) -> str:
+    """One bar chart per oracle/pixel metric in ``summary``: each method's mean with its 95 % interval."""
+    plt = _pyplot()
     metrics = [m for m in ("action-success", "state-acc", "psnr", "ssim") if m in summary["metrics"]]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6))
     for ax, metric in zip(np.atleast_1d(axes), metrics):
         _, scale, _ = METRIC_FORMAT[metric]
-        vals = [summary["per_method"][m][metric] for m in order]
+        vals = [summary["per_method"][m][metric] for m in methods]
         centre = np.array([v["value"] for v in vals]) * scale
         err = np.array([[v["value"] - v["low"], v["high"] - v["value"]] for v in vals]).T * scale
-        colours = ["#999999"] + ["#d62728"] * 3 + ["#1f77b4"] * 5
-        ax.bar(range(len(order)), centre, yerr=err, capsize=3, color=colours)
-        ax.set_xticks(range(len(order)), order, rotation=60, ha="right", fontsize=8)
+        ax.bar(range(len(methods)), centre, yerr=err, capsize=3, color=colours)
+        ax.set_xticks(range(len(methods)), methods, rotation=60, ha="right", fontsize=8)
         ax.set_title(METRIC_FORMAT[metric][0] + f" (n={vals[0]['n']}, 95% CI)", fontsize=9)
     fig.tight_layout()
-    path = os.path.join(report_dir, "metrics.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    written.append(path)
+    return path
+
+
+def image_grid(set_dir: str, methods: list[str], path: str, rows: int = 6) -> str:
+    """The first ``rows`` samples of a generation set: input, each method's image, ground truth."""
+    from PIL import Image
 
     from egoframe.evaluation.generation_set import read_generation_set
 
+    plt = _pyplot()
     gen = read_generation_set(set_dir)
-    rows = gen.samples[:6]
-    cols = ["input", *methods_in_grid, "ground truth"]
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.3 * len(cols), 1.4 * len(rows)))
+    samples = gen.samples[:rows]
+    cols = ["input", *methods, "ground truth"]
+    fig, axes = plt.subplots(len(samples), len(cols), figsize=(1.3 * len(cols), 1.4 * len(samples)))
     axes = np.atleast_2d(axes)
-    for r, sample in enumerate(rows):
-        images = [sample.input, *[sample.generated[m] for m in methods_in_grid], sample.target]
+    for r, sample in enumerate(samples):
+        images = [sample.input, *[sample.generated[m] for m in methods], sample.target]
         for c, image in enumerate(images):
             ax = axes[r, c]
             ax.imshow(Image.open(image).convert("RGB"))
@@ -415,11 +438,16 @@ def _figures(summary: dict, set_dir: str, report_dir: str, records, methods_in_g
             if c == 0:
                 ax.set_ylabel(sample.action, fontsize=7)
     fig.tight_layout()
-    path = os.path.join(report_dir, "grid.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    written.append(path)
-    return written
+    return path
+
+
+def _figures(summary: dict, set_dir: str, report_dir: str, records, methods_in_grid: list[str]) -> list[str]:
+    order = ["copy", "sdedit", "proxedit", "ip2p", "labels", "descriptions", "desc+text", "desc+image", "lego"]
+    colours = ["#999999"] + ["#d62728"] * 3 + ["#1f77b4"] * 5
+    return [metric_bars(summary, order, colours, os.path.join(report_dir, "metrics.png")),
+            image_grid(set_dir, methods_in_grid, os.path.join(report_dir, "grid.png"))]
 
 
 def write_report(cfg: ReproduceConfig, summary: dict, set_dir: str, oracle_report: dict, runs: dict,
@@ -439,14 +467,14 @@ def write_report(cfg: ReproduceConfig, summary: dict, set_dir: str, oracle_repor
         "scene facts, which are compared with the world's true state at the target frame "
         "(docs/evaluation.md, \"Oracle metrics\"). PSNR / SSIM / L1 / L2 compare with the true target frame "
         f"at the model's {cfg.resolution} px.", "",
-        "## Table 1: baselines (paper layout)", "", *_table(summary, [*TABLE1, REFERENCE], metrics), "",
+        "## Table 1: baselines (paper layout)", "", *metric_table(summary, [*TABLE1, REFERENCE], metrics), "",
         "IP2P is the `labels` run sampled with IP2P's dual guidance: in this framework the IP2P baseline and "
         "Table 3's action-label variant are the same training configuration (CLIP text of the label, no VLLM "
         "tokens), so one run serves both rows. SDEdit samples a text-to-image model fine-tuned on the same "
         f"target frames (`model.mode: t2i`, label text) from the input latent noised to strength {cfg.strength}; "
         f"ProxEdit samples the IP2P model with proximal guidance ({cfg.prox_mode} threshold at the "
         f"{cfg.prox_quantile} quantile of |ε(x,c) − ε(x,∅)|).", "",
-        "## Table 3: conditioning ablation (paper layout)", "", *_table(summary, [*TABLE3, REFERENCE], metrics), "",
+        "## Table 3: conditioning ablation (paper layout)", "", *metric_table(summary, [*TABLE3, REFERENCE], metrics), "",
         "## Does the paper's order hold?", "",
         "Paired bootstrap on the same samples: difference (first − second, in the metric's units) with its 95 % "
         "interval and two-sided p. *holds*: the interval lies on the paper's side of 0; *reversed*: on the other "
@@ -479,17 +507,7 @@ def write_report(cfg: ReproduceConfig, summary: dict, set_dir: str, oracle_repor
               "Bars: mean with 95 % bootstrap interval (grey: copy-input reference; red: Table 1 baselines; blue: "
               "Table 3 variants).", "", "![grid](grid.png)", "",
               "Rows: held-out pairs; columns: input, SDEdit, ProxEdit, IP2P, descriptions, LEGO, ground truth.", "",
-              "## Oracle state reader (held-out accuracy)", ""]
-    if oracle_report:
-        lines += [f"- mean per-fact accuracy on {oracle_report.get('test_frames')} test-video frames: "
-                  f"{oracle_report.get('mean_fact_accuracy')}",
-                  f"- all facts exact: {_fmt(oracle_report.get('all_facts_exact'))}",
-                  f"- action success of the true target frames (ceiling): "
-                  f"{_fmt(oracle_report.get('target_action_success'))}",
-                  f"- action success of the input frames (copy floor): {_fmt(oracle_report.get('input_action_success'))}",
-                  "", "Per fact: " + ", ".join(f"{k} {v}" for k, v in oracle_report.get("fact_accuracy", {}).items())]
-    else:
-        lines.append("(the given oracle directory has no report)")
+              *oracle_section(oracle_report)]
     lines += ["", "## Run", "", "| step | seconds |", "|---|---|"] + [f"| {k} | {v} |" for k, v in timings.items()]
     lines += ["", "Training runs: " + ", ".join(f"{k}: {'reused' if v.get('reused') else str(v.get('seconds')) + ' s'}"
                                                   for k, v in runs.items()),
@@ -504,6 +522,22 @@ def write_report(cfg: ReproduceConfig, summary: dict, set_dir: str, oracle_repor
     with open(os.path.join(cfg.report_dir, "reproduce_config.json"), "w") as fh:
         json.dump(_config_dict(cfg), fh, indent=1)
     return path
+
+
+def oracle_section(oracle_report: dict) -> list[str]:
+    """The report's lines on the oracle state reader's own held-out accuracy, ceiling and copy floor."""
+    lines = ["## Oracle state reader (held-out accuracy)", ""]
+    if oracle_report:
+        lines += [f"- mean per-fact accuracy on {oracle_report.get('test_frames')} test-video frames: "
+                  f"{oracle_report.get('mean_fact_accuracy')}",
+                  f"- all facts exact: {_fmt(oracle_report.get('all_facts_exact'))}",
+                  f"- action success of the true target frames (ceiling): "
+                  f"{_fmt(oracle_report.get('target_action_success'))}",
+                  f"- action success of the input frames (copy floor): {_fmt(oracle_report.get('input_action_success'))}",
+                  "", "Per fact: " + ", ".join(f"{k} {v}" for k, v in oracle_report.get("fact_accuracy", {}).items())]
+    else:
+        lines.append("(the given oracle directory has no report)")
+    return lines
 
 
 def _fmt(entry) -> str:
@@ -560,4 +594,5 @@ def reproduce(config: ReproduceConfig, command: str = "egoframe reproduce --worl
     return write_report(cfg, report.summary, set_dir, oracle_report, runs, timings, records, command)
 
 
-__all__ = ["CLAIMS", "METHOD_RUNS", "ReproduceConfig", "order_checks", "reproduce", "verdict"]
+__all__ = ["CLAIMS", "METHOD_RUNS", "ReproduceConfig", "held_out_records", "image_grid", "metric_bars", "metric_table",
+           "oracle_section", "order_checks", "paired_difference", "reference_samples", "reproduce", "verdict"]

@@ -42,7 +42,8 @@ WORLD_REASONING: dict[tuple[str, str], str] = {
 
 def world_reasoning_instruction(record: ActionRecord) -> str | None:
     """The reasoning instruction for a world record, or None when no rule covers its action."""
-    return WORLD_REASONING.get((record.verb, record.noun))
+    verb = "-".join(record.verb.strip().lower().replace("_", " ").split())  # "turn on" / "turn_on" -> "turn-on"
+    return WORLD_REASONING.get((verb, record.noun))
 
 
 def write_reasoning_variant(root: str, out_root: str) -> tuple[int, int]:

@@ -56,6 +56,8 @@ class SiblingTrainConfig(_Strict):
     out_dir: str
     llm: str = "tiny"  # "tiny" (built in code) or a llava-hf directory (load_vllm)
     tiny: dict = Field(default_factory=dict)  # TinyConfig overrides (UNet/VAE/CLIP sizes)
+    vae: str | None = None  # a trained VAE directory (`egoframe vae train`); None: the tiny random one
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
     tiny_llm: dict = Field(default_factory=dict)  # TinyVllmConfig overrides
     connector: dict = Field(default_factory=dict)  # connector kwargs; sizes that must fit the parts are derived
     init_from: str | None = None  # a stage-1 output (SmartEdit): its connector/ and llm/ are loaded
@@ -229,6 +231,15 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
                          "cross_attention_dim": 32, "attention_head_dim": 8, **config.tiny})
     parts = tiny_components(tiny, ablation="descriptions", seed=config.seed)
     parts.pop("conditioning")  # LEGO's; the connector takes its place
+    if config.vae:
+        from diffusers import AutoencoderKL
+
+        if not os.path.isfile(os.path.join(config.vae, "config.json")):
+            raise ConfigError(f"vae: {config.vae} is not a VAE directory (made by `egoframe vae train`)")
+        parts["vae"] = AutoencoderKL.from_pretrained(config.vae, use_safetensors=True)
+    if config.prediction_type != parts["scheduler"].config.get("prediction_type", "epsilon"):
+        parts["scheduler"] = type(parts["scheduler"]).from_config(parts["scheduler"].config,
+                                                                  prediction_type=config.prediction_type)
     vae, text_encoder, unet = parts["vae"], parts["text_encoder"], parts["unet"]
     vae.requires_grad_(False).eval()
     text_encoder.requires_grad_(False).eval()
@@ -354,10 +365,12 @@ def _diffusion_loss(config, cond, null_state, vae, unet, noise_scheduler, inputs
         residual = residual * (~drop_text).to(residual.dtype)[:, None, None, None]
     image_latents = image_latents * (~drop_image)[:, None, None, None]
     noisy = noise_scheduler.add_noise(z0, noise, t)
+    # v-prediction (Salimans & Ho, ICLR 2022): the tiny models drift colours with epsilon (docs/embedded)
+    target = noise_scheduler.get_velocity(z0, noise, t) if config.prediction_type == "v_prediction" else noise
     with conv_in_residual(unet, residual):
         pred = unet(torch.cat([noisy, image_latents], dim=1), t, encoder_hidden_states=states,
                     encoder_attention_mask=mask).sample
-    return nn.functional.mse_loss(pred, noise)
+    return nn.functional.mse_loss(pred, target)
 
 
 # ----------------------------------------------------------------------------------- checkpoints
