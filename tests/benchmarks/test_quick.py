@@ -65,3 +65,11 @@ def test_enrichment_quick_prints_speedups():
     # world and takes ~1 min on 2 cores, documented in docs/performance.md).
     out = _run("bench_enrichment.py", "--items", "40", timeout=180)
     assert re.search(r"^\s+32\s+\S+\s+\S+\s+\S+x", out, re.M), out
+
+
+def test_train_memory_measures_activations_with_and_without_checkpointing():
+    out = _run("bench_train_memory.py", "--threads", "1")
+    sizes = [float(x) for x in re.findall(r"activations, measured \([^)]*\)\s+(\d+\.\d+) GiB", out)]
+    assert len(sizes) == 2, out
+    assert "total with gradient checkpointing" in out and "AdamW moments" in out
+    assert _ratios(out)[0] == 1.0  # the no-checkpointing step is the reference
