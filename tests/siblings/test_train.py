@@ -99,3 +99,20 @@ def test_trained_vae_and_v_prediction(sibling_pairs, tmp_path):
         assert torch.equal(p, q), name  # the given VAE, not a fresh random one
     with pytest.raises(ConfigError, match="not a VAE directory"):
         train_sibling(_config(sibling_pairs, tmp_path / "bad", "rp2p", vae=str(tmp_path)), progress=False)
+
+
+def test_stable_diffusion_directory_initialises_the_editor(sibling_pairs, tiny_sd_dir, tmp_path):
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    result = train_sibling(_config(sibling_pairs, tmp_path / "run", "rp2p", init=str(tiny_sd_dir), max_steps=1),
+                           progress=False)
+    pipe = load_sibling_pipeline(result.out_dir)
+    sd_unet = UNet2DConditionModel.from_pretrained(tiny_sd_dir, subfolder="unet")
+    assert pipe.unet.config.in_channels == 8  # grown from SD's 4 input channels
+    assert pipe.unet.config.block_out_channels == sd_unet.config.block_out_channels
+    sd_text = CLIPTextModel.from_pretrained(tiny_sd_dir, subfolder="text_encoder")
+    for (name, p), q in zip(pipe.text_encoder.state_dict().items(), sd_text.state_dict().values()):
+        assert torch.equal(p, q), name  # frozen: still SD's
+    with pytest.raises(ConfigError, match="neither 'tiny'"):
+        train_sibling(_config(sibling_pairs, tmp_path / "bad", "rp2p", init=str(tmp_path / "nope")), progress=False)

@@ -55,6 +55,9 @@ class SiblingTrainConfig(_Strict):
     resolution: int = Field(32, ge=8)
     out_dir: str
     llm: str = "tiny"  # "tiny" (built in code) or a llava-hf directory (load_vllm)
+    # "tiny": the embedded-size UNet / VAE / CLIP built in code; otherwise a Stable Diffusion 1.5 directory
+    # (diffusers layout) whose UNet is grown to 8 input channels, as LEGO's (pipelines.loading)
+    init: str = "tiny"
     tiny: dict = Field(default_factory=dict)  # TinyConfig overrides (UNet/VAE/CLIP sizes)
     vae: str | None = None  # a trained VAE directory (`egoframe vae train`); None: the tiny random one
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
@@ -227,10 +230,18 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
     atomic_write_json(os.path.join(config.out_dir, CONFIG_FILE), config.model_dump(mode="json"))
     torch.manual_seed(config.seed)
     source = PairSource(config.root, config.split, config.resolution)
-    tiny = TinyConfig(**{"resolution": config.resolution, "vae_channels": (16, 32), "unet_channels": (16, 32),
-                         "cross_attention_dim": 32, "attention_head_dim": 8, **config.tiny})
-    parts = tiny_components(tiny, ablation="descriptions", seed=config.seed)
-    parts.pop("conditioning")  # LEGO's; the connector takes its place
+    if config.init == "tiny":
+        tiny = TinyConfig(**{"resolution": config.resolution, "vae_channels": (16, 32), "unet_channels": (16, 32),
+                             "cross_attention_dim": 32, "attention_head_dim": 8, **config.tiny})
+        parts = tiny_components(tiny, ablation="descriptions", seed=config.seed)
+    else:
+        from egoframe.pipelines.loading import from_stable_diffusion
+
+        if not os.path.isdir(config.init):
+            raise ConfigError(f"init: {config.init} is neither 'tiny' nor a Stable Diffusion directory")
+        sd = from_stable_diffusion(config.init)
+        parts = {name: getattr(sd, name) for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+    parts.pop("conditioning", None)  # LEGO's; the connector takes its place
     if config.vae:
         from diffusers import AutoencoderKL
 
