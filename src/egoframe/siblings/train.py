@@ -386,15 +386,14 @@ def _diffusion_loss(config, cond, null_state, vae, unet, noise_scheduler, inputs
 
 # ----------------------------------------------------------------------------------- checkpoints
 
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = "checkpoints"  # the directory name of egoframe.training.trainer.CHECKPOINTS
 
 
 def latest_sibling_checkpoint(out_dir: str) -> str | None:
-    root = os.path.join(out_dir, CHECKPOINTS)
-    if not os.path.isdir(root):
-        return None
-    done = sorted(d for d in os.listdir(root) if d.startswith("step-") and ".tmp" not in d)
-    return os.path.join(root, done[-1]) if done else None
+    """The newest finished ``OUT/checkpoints/step-N`` (LEGO's trainer lays its checkpoints out the same way)."""
+    from egoframe.training.trainer import latest_checkpoint
+
+    return latest_checkpoint(out_dir)
 
 
 def _trainable_llm(llm_model) -> dict[str, torch.Tensor]:
