@@ -97,6 +97,23 @@ def build(size: str, resolution: int, device: str, dtype: torch.dtype):
     return ref, ego, lego
 
 
+def ablations(ego) -> dict:
+    """egoframe's pipeline with each of its savings switched off in turn (same modules), to show what each buys."""
+    from egoframe.pipelines.lego import LegoPipeline
+
+    out = {}
+    for name, attrs in (("ego -kvcache", dict(cache_cross_attention=False)),
+                        ("ego -infmode", dict(use_inference_mode=False)),
+                        ("ego -both", dict(cache_cross_attention=False, use_inference_mode=False))):
+        pipe = LegoPipeline(**{k: getattr(ego, k) for k in ("vae", "text_encoder", "tokenizer", "unet", "conditioning")},
+                            scheduler=type(ego.scheduler).from_config(ego.scheduler.config))
+        pipe.set_progress_bar_config(disable=True)
+        for k, v in attrs.items():
+            setattr(pipe, k, v)
+        out[name] = pipe
+    return out
+
+
 def frames(batch: int, resolution: int) -> list:
     from PIL import Image
 
@@ -121,7 +138,7 @@ def vllm_inputs(pipe, batch: int, device, dtype) -> dict:
                 vllm_text_mask=mask.to(device))
 
 
-def callers(ref, ego, lego, images, steps, scales, device, output_type="pil", seed=0):
+def callers(ref, ego, lego, images, steps, scales, device, output_type="pil", seed=0, extra=None):
     batch = len(images)
     vllm = vllm_inputs(lego, batch, device, lego.unet.dtype)
     s_x, s_c = scales
@@ -129,7 +146,12 @@ def callers(ref, ego, lego, images, steps, scales, device, output_type="pil", se
     def gen():
         return torch.Generator(device=device).manual_seed(seed)
 
-    return {
+    def ego_call(pipe):
+        return lambda: pipe(images, ACTION, description=DESCRIPTION, num_inference_steps=steps,
+                            image_guidance_scale=s_x, guidance_scale=s_c, generator=gen(),
+                            output_type=output_type, progress=False)
+
+    return {**{name: ego_call(pipe) for name, pipe in (extra or {}).items()}, 
         "ip2p": lambda: ref(prompt=[DESCRIPTION] * batch, image=images, num_inference_steps=steps,
                             image_guidance_scale=s_x, guidance_scale=s_c, generator=gen(), output_type=output_type),
         "egoframe": lambda: ego(images, ACTION, description=DESCRIPTION, num_inference_steps=steps,
@@ -179,6 +201,28 @@ def count_flops(ego, lego, batch: int, device) -> dict:
     return out
 
 
+def paired_ratio(seconds: list[float], reference: list[float], seed: int = 0) -> tuple[float, float, float]:
+    """Geometric mean of the per-round time ratios (each round runs both, interleaved) with a 95 % bootstrap
+    interval over rounds: the pairing removes the machine's round-to-round drift from the comparison."""
+    logs = np.log(np.asarray(seconds) / np.asarray(reference))
+    if logs.size < 2:
+        value = float(np.exp(logs.mean()))
+        return value, value, value
+    rng = np.random.default_rng(seed)
+    means = logs[rng.integers(0, logs.size, (10000, logs.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(np.exp(logs.mean())), float(np.exp(low)), float(np.exp(high))
+
+
+def call_flops(run) -> int:
+    """FLOPs of one whole pipeline call (torch.utils.flop_counter: matmuls, convolutions, attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        run()
+    return fc.get_total_flops()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny model, batch 1, 2 steps, 2 repeats (CI)")
@@ -193,43 +237,63 @@ def main() -> None:
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default; 1 is steadier on a shared machine)")
+    parser.add_argument("--ablate", action="store_true",
+                        help="also time egoframe with its K/V reuse and inference mode switched off")
+    parser.add_argument("--call-flops", action="store_true",
+                        help="count whole-call FLOPs also for --size sd15 (always done for tiny)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
-        args.size, args.batches, args.steps, args.repeats = "tiny", [1], 2, 2
+        args.size, args.batches, args.steps, args.repeats, args.ablate = "tiny", [1], 2, 2, True
     resolution = args.resolution or (256 if args.size == "sd15" else 64)
     dtype = getattr(torch, args.dtype)
 
     print(f"machine: {machine_line(args.device)}")
     print(f"model: {args.size} at {resolution} px, {args.steps} steps Euler ancestral, s_x {args.image_scale}, "
-          f"s_c {args.text_scale}, {args.dtype} on {args.device}; medians of {args.repeats} interleaved rounds")
+          f"s_c {args.text_scale}, {args.dtype} on {args.device}; {args.repeats} interleaved rounds")
     ref, ego, lego = build(args.size, resolution, args.device, dtype)
+    extra = ablations(ego) if args.ablate else None
     if args.size == "tiny":
         diff = same_output_check(ref, ego, frames(1, resolution), args.device)
         print(f"same components, same seed: max |egoframe - ip2p| = {diff:.2e} (pixels in [0, 1])")
     rows = []
     for batch in args.batches:
-        runs = callers(ref, ego, lego, frames(batch, resolution), args.steps, (args.image_scale, args.text_scale),
-                       args.device)
+        images = frames(batch, resolution)
+        runs = callers(ref, ego, lego, images, args.steps, (args.image_scale, args.text_scale), args.device,
+                       extra=extra)
+        runs = {"ip2p": runs.pop("ip2p"), "egoframe": runs.pop("egoframe"),
+                "egoframe+vllm": runs.pop("egoframe+vllm"), **runs}
         with torch.no_grad():
             result = interleaved(runs, args.repeats, args.device)
         flops = count_flops(ego, lego, batch, args.device)
+        if args.call_flops or args.size == "tiny":
+            # Whole calls at 1 and 2 steps give the per-step and fixed FLOPs; extrapolated to --steps.
+            per_call = {}
+            for name in runs:
+                one, two = (call_flops(callers(ref, ego, lego, images, n, (args.image_scale, args.text_scale),
+                                               args.device, extra=extra)[name]) for n in (1, 2))
+                per_call[name] = one + (args.steps - 1) * (two - one)
+            print(f"batch {batch}: GFLOP per image of a whole {args.steps}-step call: "
+                  + ", ".join(f"{n} {f / batch / 1e9:.3f}" for n, f in per_call.items()))
         base = result["ip2p"]
         for name, r in result.items():
-            rows.append((batch, name, r["median_s"] / batch, r["peak_bytes"], r["median_s"] / base["median_s"],
+            ratio, low, high = paired_ratio(r["seconds"], base["seconds"])
+            rows.append((batch, name, r["median_s"] / batch, r["peak_bytes"], ratio, low, high,
                          (r["peak_bytes"] / base["peak_bytes"]) if base["peak_bytes"] > 0 else float("nan")))
-        extra = (args.steps * (flops["unet_step_lego"] - flops["unet_step_77"]) + flops["conditioning"])
+        cond_extra = (args.steps * (flops["unet_step_lego"] - flops["unet_step_77"]) + flops["conditioning"])
         total_ref = args.steps * flops["unet_step_77"]
         print(f"batch {batch}: extra conditioning FLOPs (C of {flops['lego_tokens']} tokens vs 77): "
-              f"{extra / batch / 1e9:.3f} GFLOP per image = +{100 * extra / total_ref:.1f}% of the denoising "
-              f"UNet FLOPs ({total_ref / batch / 1e9:.2f} GFLOP per image; building C: "
+              f"{cond_extra / batch / 1e9:.3f} GFLOP per image = +{100 * cond_extra / total_ref:.1f}% of the "
+              f"denoising UNet FLOPs ({total_ref / batch / 1e9:.2f} GFLOP per image; building C: "
               f"{flops['conditioning'] / batch / 1e9:.4f} GFLOP)")
-        print(f"  FLOP-predicted time ratio of egoframe+vllm: {(total_ref + extra) / total_ref:.3f}")
-    print(f"{'batch':>5} {'pipeline':<14} {'s/image':>9} {'peak mem':>12} {'time ratio':>11} {'mem ratio':>10}")
-    for batch, name, per_image, peak, ratio, mem_ratio in rows:
-        print(f"{batch:>5} {name:<14} {per_image:>9.4f} {mib(peak):>12} {ratio:>10.3f}x {mem_ratio:>9.2f}x")
-
+        print(f"  FLOP-predicted time ratio of egoframe+vllm without K/V reuse: {(total_ref + cond_extra) / total_ref:.3f}")
+    print("time ratio: geometric mean of the per-round ratios to ip2p, with its 95 % bootstrap interval over rounds")
+    print(f"{'batch':>5} {'pipeline':<14} {'s/image':>9} {'peak mem':>12} {'time ratio':>11} {'95% CI':>15} "
+          f"{'mem ratio':>10}")
+    for batch, name, per_image, peak, ratio, low, high, mem_ratio in rows:
+        print(f"{batch:>5} {name:<14} {per_image:>9.4f} {mib(peak):>12} {ratio:>10.3f}x "
+              f"{f'[{low:.3f}, {high:.3f}]':>15} {mem_ratio:>9.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 
 from egoframe.errors import InputError
+from egoframe.models.kv_cache import cached_cross_attention
 from egoframe.pipelines.lego import (
     LegoPipeline,
     LegoPipelineOutput,
@@ -26,6 +27,7 @@ from egoframe.pipelines.lego import (
     _randn,
     check_actions,
     encode_image_latents,
+    generation_mode,
 )
 
 METHODS = ("lego", "ip2p", "sdedit", "proxedit")
@@ -72,7 +74,7 @@ class ProxEditPipeline(LegoPipeline):
             image_term = proximal_guidance(image_term, self.prox_quantile, self.prox_mode)
         return eps_uncond + image_guidance_scale * image_term + guidance_scale * text_term
 
-    @torch.no_grad()
+    @generation_mode
     def __call__(self, *args, prox_quantile: float = 0.7, prox_mode: str = "soft", prox_terms: str = "text",
                  **kwargs) -> LegoPipelineOutput:
         proximal_guidance(torch.zeros(1, 1), prox_quantile, prox_mode)  # validates before any work
@@ -91,7 +93,7 @@ class SDEditPipeline(LegoPipeline):
 
     conditions_on_image = False
 
-    @torch.no_grad()
+    @generation_mode
     def __call__(
         self,
         image,
@@ -140,12 +142,13 @@ class SDEditPipeline(LegoPipeline):
         iterator = self.progress_bar(timesteps) if progress else timesteps
         states = torch.cat([cond, null])  # (2B, L, D)
         mask = None if cond_mask is None else torch.cat([cond_mask, null_mask])
-        for t in iterator:
-            model_in = self.scheduler.scale_model_input(torch.cat([latents] * 2), t)
-            eps_cond, eps_null = self.unet(model_in, t, encoder_hidden_states=states,
-                                           encoder_attention_mask=mask).sample.chunk(2)
-            eps = eps_null + guidance_scale * (eps_cond - eps_null)
-            latents = self.scheduler.step(eps, t, latents, generator=generator).prev_sample
+        with cached_cross_attention(self.unet, enabled=self.cache_cross_attention):
+            for t in iterator:
+                model_in = self.scheduler.scale_model_input(torch.cat([latents] * 2), t)
+                eps_cond, eps_null = self.unet(model_in, t, encoder_hidden_states=states,
+                                               encoder_attention_mask=mask).sample.chunk(2)
+                eps = eps_null + guidance_scale * (eps_cond - eps_null)
+                latents = self.scheduler.step(eps, t, latents, generator=generator).prev_sample
         return LegoPipelineOutput(images=self.decode_latents(latents, output_type), notes=notes)
 
 
