@@ -8,12 +8,14 @@ parts once (``data.precompute``, its default); ``egoframe (no precompute)`` is t
 Samples/s are measured over the optimisation steps only (egoframe: between its per-step loss records,
 excluding the first step; reference: the same); peak memory is the sampled RSS rise of the whole run.
 
-Options tried on the reference loop (they change the model, so they are reported as their own rows):
-``--channels-last``, ``--classic-attention`` (diffusers' pre-SDPA attention, to show what SDPA gives),
-``--compile`` (torch.compile of the UNet; needs a C++ compiler for CPU inductor, and a long first step).
+Options, each its own row: ``--channels-last`` (NHWC UNet; `optim.channels_last` in egoframe and the same on
+the reference loop), ``--classic-attention`` (diffusers' pre-SDPA attention on the reference, to show what SDPA
+gives), ``--compile`` (torch.compile of the UNet, `optim.compile`; needs a C++ compiler for CPU inductor and a
+long first step, excluded from the rate) and ``--workers N`` (egoframe without precompute, frames decoded
+ahead in N threads: `data.num_workers`).
 
     python benchmarks/bench_training.py --quick
-    python benchmarks/bench_training.py --steps 30 --repeats 3 --channels-last --classic-attention
+    python benchmarks/bench_training.py --steps 30 --repeats 3 --channels-last --classic-attention --workers 2
 """
 
 from __future__ import annotations
@@ -61,13 +63,14 @@ def make_pairs(root: str, n: int, size: int) -> str:
     return root
 
 
-def egoframe_config(data: str, out: str, resolution: int, batch: int, steps: int, precompute: bool):
+def egoframe_config(data: str, out: str, resolution: int, batch: int, steps: int, precompute: bool,
+                    workers: int = 0, **optim):
     from egoframe.training.config import parse_config
 
     return parse_config({
-        "data": {"root": data, "resolution": resolution, "precompute": precompute},
+        "data": {"root": data, "resolution": resolution, "precompute": precompute, "num_workers": workers},
         "model": {"ablation": "descriptions"},
-        "optim": {"batch_size": batch, "max_steps": steps, "lr": 1e-4},
+        "optim": {"batch_size": batch, "max_steps": steps, "lr": 1e-4, **optim},
         "log": {"out_dir": out, "checkpoint_every": 10**6, "num_samples": 0, "tensorboard": False},
     })
 
@@ -167,6 +170,8 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--classic-attention", action="store_true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="also time egoframe without precompute, decoding frames in this many threads")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
@@ -191,12 +196,20 @@ def main() -> None:
             "egoframe (no precompute)": lambda: run_egoframe(egoframe_config(
                 data, os.path.join(tmp, "b"), args.resolution, args.batch, args.steps, False)),
         }
+        def ego(tag, precompute=True, workers=0, **optim):
+            return lambda: run_egoframe(egoframe_config(data, os.path.join(tmp, tag), args.resolution, args.batch,
+                                                        args.steps, precompute, workers, **optim))
+
+        if args.workers:
+            variants[f"egoframe, no precompute, {args.workers} workers"] = ego("w", False, args.workers)
         if args.channels_last:
             variants["reference + channels_last"] = lambda: reference_loop(*common, channels_last=True)
+            variants["egoframe + channels_last"] = ego("cl", channels_last=True)
         if args.classic_attention:
             variants["reference, classic attention"] = lambda: reference_loop(*common, classic=True)
         if args.compile:
             variants["reference + torch.compile"] = lambda: reference_loop(*common, compile_unet=True)
+            variants["egoframe + torch.compile"] = ego("co", compile=True)
         rates = {k: [] for k in variants}
         peaks = {k: [] for k in variants}
         for r in range(args.repeats):
@@ -211,10 +224,10 @@ def main() -> None:
     print(f"training: tiny UNet at {args.resolution} px, batch {args.batch}, {args.steps} steps per run, "
           f"{args.items} pairs; medians of {args.repeats} interleaved rounds")
     base = float(np.median(rates["reference (diffusers-style)"]))
-    print(f"{'loop':<30} {'samples/s':>10} {'ratio':>7} {'peak mem':>12}")
+    print(f"{'loop':<38} {'samples/s':>10} {'ratio':>7} {'peak mem':>12}")
     for name in variants:
         rate = float(np.median(rates[name]))
-        print(f"{name:<30} {rate:>10.2f} {rate / base:>6.2f}x {mib(float(np.median(peaks[name]))):>12}")
+        print(f"{name:<38} {rate:>10.2f} {rate / base:>6.2f}x {mib(float(np.median(peaks[name]))):>12}")
 
 
 if __name__ == "__main__":

@@ -144,3 +144,37 @@ def test_existing_checkpoints_need_resume(pairs_dir, tmp_path):
     config.dropout.text = 0.2
     with pytest.raises(ConfigError, match="dropout section changed"):
         train(config, resume=True, progress=False)
+
+
+def _loss_values(out_dir) -> list[float]:
+    return [loss for _, loss in read_losses(str(out_dir))]
+
+
+def test_decode_workers_change_no_result(pairs_dir, tmp_path):
+    # data.num_workers decodes the next batch ahead in threads; frames depend only on their index, so the
+    # losses must equal the in-loop decoding bit for bit (precompute off, as with augmentation).
+    runs = {}
+    for workers in (0, 2):
+        config = train_config(pairs_dir, tmp_path / f"w{workers}", ablation="descriptions")
+        config.data.precompute = False
+        config.data.num_workers = workers
+        config.log.num_samples = 0
+        train(config, progress=False)
+        runs[workers] = _loss_values(tmp_path / f"w{workers}")
+    assert len(runs[0]) == 3 and runs[0] == runs[2]
+
+
+def test_channels_last_trains_the_same_model_and_exports_it_loadable(pairs_dir, tmp_path):
+    from egoframe.pipelines.loading import load_pipeline
+
+    runs, models = {}, {}
+    for layout in (False, True):
+        config = train_config(pairs_dir, tmp_path / str(layout), ablation="descriptions", channels_last=layout)
+        config.log.num_samples = 0
+        models[layout] = train(config, progress=False).model_dir
+        runs[layout] = _loss_values(tmp_path / str(layout))
+    # Same maths in another memory layout: equal up to float rounding of the convolution kernels.
+    assert torch.allclose(torch.tensor(runs[True]), torch.tensor(runs[False]), rtol=1e-4, atol=1e-6)
+    a, b = load_pipeline(models[False]).unet.state_dict(), load_pipeline(models[True]).unet.state_dict()
+    assert a.keys() == b.keys()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4

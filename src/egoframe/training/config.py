@@ -27,6 +27,9 @@ class DataConfig(_Strict):
     vllm_cache: str | None = None  # `egoframe vllm embed` output; required by variants with VLLM tokens
     # Encode VAE latents and CLIP text once (frozen parts); only without flip/crop augmentation.
     precompute: bool = True
+    # Threads that decode the next batch's frames while the current step trains (used when the frames are
+    # not precomputed, i.e. with flip/crop augmentation or precompute: false); 0 decodes in the loop.
+    num_workers: int = Field(0, ge=0, le=64)
 
 
 class ModelConfig(_Strict):
@@ -57,6 +60,12 @@ class OptimConfig(_Strict):
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     gradient_checkpointing: bool = False
     use_8bit_adam: bool = False
+    # UNet weights and inputs in NHWC (channels_last) memory format; benchmarks/bench_training.py says when it
+    # pays (docs/performance.md). The exported model is written in the ordinary layout either way.
+    channels_last: bool = False
+    # torch.compile the UNet (in place, so checkpoint keys are unchanged). Needs a C++ compiler on CPU and
+    # costs a long first step.
+    compile: bool = False
 
 
 class DropoutConfig(_Strict):

@@ -37,10 +37,11 @@ CONFIG_FILE = "train_config.json"
 class LegoDenoiser(nn.Module):
     """The trained parts in one module (so DDP wraps them together): conditioning + UNet."""
 
-    def __init__(self, unet, conditioning):
+    def __init__(self, unet, conditioning, channels_last: bool = False):
         super().__init__()
         self.unet = unet
         self.conditioning = conditioning
+        self.channels_last = channels_last  # feed the UNet NHWC inputs (its weights were converted)
 
     def forward(self, noisy_latents, image_latents, timesteps, text_states, vllm_image_tokens=None,
                 vllm_text_tokens=None, vllm_text_mask=None, drop_vllm=None):
@@ -48,6 +49,8 @@ class LegoDenoiser(nn.Module):
                                        drop_vllm=drop_vllm if self.conditioning.needs_vllm else None)
         # image_latents None: the text-to-image UNet (mode t2i) sees the noisy latent only, (B, 4, h, w)
         model_in = noisy_latents if image_latents is None else torch.cat([noisy_latents, image_latents], dim=1)  # (B, 8, h, w)
+        if self.channels_last:
+            model_in = model_in.contiguous(memory_format=torch.channels_last)
         return self.unet(model_in, timesteps, encoder_hidden_states=cond, encoder_attention_mask=mask).sample
 
 
@@ -193,10 +196,30 @@ def load_checkpoint(path, denoiser, optimizer, lr_scheduler, ema, config) -> int
 class _Frozen:
     """VAE latents and CLIP text states of the frozen parts, computed once per item when allowed."""
 
-    def __init__(self, pipe, source, precompute: bool):
+    def __init__(self, pipe, source, precompute: bool, workers: int = 0):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.pipe, self.source, self.precompute = pipe, source, precompute
         self.latents: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.text: dict[str, torch.Tensor] = {}
+        # Frames are a pure function of the index, so decoding them ahead in threads changes no result.
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="egoframe-decode") if workers and not precompute else None
+        self.pending: dict[tuple[int, ...], list] = {}
+
+    def prefetch(self, indices: list[int]) -> None:
+        if self.pool is not None and tuple(indices) not in self.pending:
+            self.pending[tuple(indices)] = [self.pool.submit(self.source.images, i) for i in indices]
+
+    def _pairs(self, indices: list[int]) -> list:
+        futures = self.pending.pop(tuple(indices), None)
+        if futures is None:
+            return [self.source.images(i) for i in indices]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pending.clear()
 
     @torch.no_grad()
     def text_states(self, texts: list[str]) -> torch.Tensor:
@@ -242,7 +265,7 @@ class _Frozen:
         if self.precompute:
             parts = [self.latents[i] for i in indices]
             return tuple(torch.stack([p[j] for p in parts]) for j in range(3))
-        pairs = [self.source.images(i) for i in indices]
+        pairs = self._pairs(indices)
         x_in, x_tg = augment(torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]),
                              generator, flip, crop_scale)
         return tuple(e.cpu() for e in self.encode(x_in, x_tg))
@@ -272,10 +295,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     device = accelerator.device
     pipe.vae.requires_grad_(False).eval().to(device)
     pipe.text_encoder.requires_grad_(False).eval().to(device)
-    denoiser = LegoDenoiser(pipe.unet, pipe.conditioning).to(device)
+    if config.optim.channels_last:  # before the optimizer and EMA, so their state tensors share the layout
+        pipe.unet.to(memory_format=torch.channels_last)
+    denoiser = LegoDenoiser(pipe.unet, pipe.conditioning, channels_last=config.optim.channels_last).to(device)
     denoiser.train()
     if config.optim.gradient_checkpointing:
         pipe.unet.enable_gradient_checkpointing()
+    if config.optim.compile:
+        pipe.unet.compile()  # nn.Module.compile: in place, state_dict keys unchanged
     trainable = [p for p in denoiser.parameters() if p.requires_grad]
     optimizer = _optimizer(config, trainable)
     warmup = config.optim.warmup_steps
@@ -295,7 +322,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     denoiser, optimizer = accelerator.prepare(denoiser, optimizer)
 
     frozen = _Frozen(pipe, source, precompute=config.data.precompute and not config.data.flip
-                     and config.data.crop_scale >= 1.0)
+                     and config.data.crop_scale >= 1.0, workers=config.data.num_workers)
     use_label = pipe.conditioning.config.text_source == "label"
     frozen.prepare(use_label)
     null_state = frozen.text_states([""])[0]
@@ -313,6 +340,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                 micro = step * config.optim.grad_accum + k
                 g = torch.Generator().manual_seed(_mix(config.seed, micro, rank))
                 idx = batch_indices(len(source), micro, config.optim.batch_size, config.seed, rank, world)
+                if micro + 1 < config.optim.max_steps * config.optim.grad_accum:  # decode the next batch meanwhile
+                    frozen.prefetch(batch_indices(len(source), micro + 1, config.optim.batch_size, config.seed,
+                                                  rank, world))
                 image_latents, mean, std = frozen.batch(idx, g, config.data.flip, config.data.crop_scale)
                 b = len(idx)
                 z0 = (mean + std * torch.randn(mean.shape, generator=g)) * scaling  # (B, 4, h, w)
@@ -378,6 +408,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             if config.log.sample_every and done % config.log.sample_every == 0 and accelerator.is_main_process:
                 _sample_grid(pipe, ema, accelerator.unwrap_model(denoiser), config, f"step-{done:08d}")
     finally:
+        frozen.close()
         if bar:
             bar.stop()
     seconds = time.time() - start_time
