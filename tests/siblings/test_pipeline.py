@@ -63,3 +63,23 @@ def test_clear_errors(tiny_parts, tmp_path):
         SiblingPipeline(connector=pipe.connector, **tiny_parts).attach_vllm(other)
     with pytest.raises(ModelLoadError, match="not a sibling model"):
         load_sibling_pipeline(str(tmp_path))
+
+
+@pytest.mark.parametrize("system", ["smartedit", "mgie"])
+def test_cross_attention_keys_are_reused_and_change_nothing(system, tiny_parts, monkeypatch):
+    from diffusers.models.attention_processor import Attention
+
+    pipe = _pipe(system, tiny_parts)
+    layers = [m for m in pipe.unet.modules() if isinstance(m, Attention) and m.is_cross_attention]
+    calls = [0]
+    for module in layers:
+        forward = module.to_k.forward
+        monkeypatch.setattr(module.to_k, "forward", lambda x, _f=forward: (calls.__setitem__(0, calls[0] + 1), _f(x))[1])
+    image = torch.zeros(1, 3, 32, 32)
+    kwargs = dict(num_inference_steps=3, output_type="pt", progress=False)
+    fast = pipe(image, "take cup", generator=torch.Generator().manual_seed(1), **kwargs).images
+    assert calls[0] == len(layers) > 0  # once per call, not once per step
+    monkeypatch.setattr(pipe, "cache_cross_attention", False)
+    monkeypatch.setattr(pipe, "use_inference_mode", False)
+    slow = pipe(image, "take cup", generator=torch.Generator().manual_seed(1), **kwargs).images
+    assert torch.equal(fast, slow)

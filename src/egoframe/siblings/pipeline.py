@@ -22,7 +22,15 @@ import torch
 from diffusers import DiffusionPipeline
 
 from egoframe.errors import InputError, ModelLoadError
-from egoframe.pipelines.lego import LegoPipeline, LegoPipelineOutput, _per_image, _randn, encode_image_latents
+from egoframe.models.kv_cache import cached_cross_attention
+from egoframe.pipelines.lego import (
+    LegoPipeline,
+    LegoPipelineOutput,
+    _per_image,
+    _randn,
+    encode_image_latents,
+    generation_mode,
+)
 from egoframe.siblings.connectors import (
     MgieConnector,
     Rp2pConnector,
@@ -79,6 +87,9 @@ class SiblingPipeline(DiffusionPipeline):
     vllm = None
     edit_token_ids: list[int] = []
     generate_answers = False
+    # As LegoPipeline: cross-attention K/V once per call, sampling under inference_mode.
+    cache_cross_attention = True
+    use_inference_mode = True
 
     # Shared with LEGO unchanged: input resizing and sizes.
     prepare_images = LegoPipeline.prepare_images
@@ -135,7 +146,7 @@ class SiblingPipeline(DiffusionPipeline):
 
         return generate_answers(self.vllm, frames, instructions, self.edit_token_ids, max_new_tokens)
 
-    @torch.no_grad()
+    @generation_mode
     def __call__(self, image, instruction: str | Sequence[str], num_inference_steps: int = 100,
                  image_guidance_scale: float = 7.5, guidance_scale: float = 1.5,
                  generator: torch.Generator | None = None, output_type: str = "pil",
@@ -168,30 +179,40 @@ class SiblingPipeline(DiffusionPipeline):
         shape = (batch, self.unet.config.out_channels, *image_latents.shape[-2:])
         latents = _randn(shape, generator, device, dtype) * self.scheduler.init_noise_sigma
         timesteps = self.scheduler.timesteps
-        for t in self.progress_bar(timesteps) if progress else timesteps:
-            eps = guided_noise(self.unet, self.scheduler, latents, t, image_latents, cond, null,
-                               image_guidance_scale, guidance_scale)
-            latents = self.scheduler.step(eps, t, latents, generator=generator).prev_sample
+        batch_parts = guidance_batch(image_latents, cond, null)
+        with cached_cross_attention(self.unet, enabled=self.cache_cross_attention):
+            for t in self.progress_bar(timesteps) if progress else timesteps:
+                eps = guided_noise(self.unet, self.scheduler, latents, t, image_latents, cond, null,
+                                   image_guidance_scale, guidance_scale, batch=batch_parts)
+                latents = self.scheduler.step(eps, t, latents, generator=generator).prev_sample
         decoded = self.vae.decode(latents / self.vae.config.scaling_factor).sample
         images = decoded if output_type == "pt" else tensor_to_pil(decoded)
         return LegoPipelineOutput(images=images, notes=notes)
 
 
-def guided_noise(unet, scheduler, latents, t, image_latents, cond: SiblingCondition, null: SiblingCondition,
-                 image_guidance_scale: float, guidance_scale: float) -> torch.Tensor:
-    """Dual-CFG ε for one step; branches (x,c), (x,∅), (∅,∅) in one batch of 3B.
-
-    ε = ε(∅,∅) + s_x·(ε(x,∅) − ε(∅,∅)) + s_c·(ε(x,c) − ε(x,∅))   (Brooks et al. 2023, Eq. 3)
-    """
-    scaled = scheduler.scale_model_input(torch.cat([latents] * 3), t)
+def guidance_batch(image_latents, cond: SiblingCondition, null: SiblingCondition) -> tuple:
+    """The step-invariant halves of the 3B guidance batch: image latents [x, x, 0], states [c, ∅, ∅], mask and
+    SmartEdit's conv_in residual. Built once per call, so the same C tensor reaches every step (and the
+    cross-attention K/V cache, egoframe.models.kv_cache)."""
     images = torch.cat([image_latents, image_latents, torch.zeros_like(image_latents)])
-    model_in = torch.cat([scaled, images], dim=1)  # (3B, 8, h, w)
     states = torch.cat([cond.states, null.states, null.states])  # (3B, L, D)
     mask = None if cond.mask is None else torch.cat([cond.mask, null.mask, null.mask])
     residual = None
     if cond.conv_in_residual is not None:
         zeros = torch.zeros_like(cond.conv_in_residual)
         residual = torch.cat([cond.conv_in_residual, zeros, zeros])  # v' only where the text is kept
+    return images, states, mask, residual
+
+
+def guided_noise(unet, scheduler, latents, t, image_latents, cond: SiblingCondition, null: SiblingCondition,
+                 image_guidance_scale: float, guidance_scale: float, batch: tuple | None = None) -> torch.Tensor:
+    """Dual-CFG ε for one step; branches (x,c), (x,∅), (∅,∅) in one batch of 3B. ``batch``: :func:`guidance_batch`.
+
+    ε = ε(∅,∅) + s_x·(ε(x,∅) − ε(∅,∅)) + s_c·(ε(x,c) − ε(x,∅))   (Brooks et al. 2023, Eq. 3)
+    """
+    images, states, mask, residual = batch or guidance_batch(image_latents, cond, null)
+    scaled = scheduler.scale_model_input(torch.cat([latents] * 3), t)
+    model_in = torch.cat([scaled, images], dim=1)  # (3B, 8, h, w)
     with conv_in_residual(unet, residual):
         eps = unet(model_in, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
     eps_text, eps_image, eps_uncond = eps.chunk(3)
