@@ -201,6 +201,29 @@ def count_flops(ego, lego, batch: int, device) -> dict:
     return out
 
 
+def channels_last_pair(ref, ego) -> tuple:
+    """Copies of both pipelines whose UNet and VAE weights are NHWC (one copy each: same weights, own layout)."""
+    import copy
+
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    from egoframe.pipelines.lego import LegoPipeline
+
+    unet, vae = copy.deepcopy(ego.unet), copy.deepcopy(ego.vae)
+    ref_cl = StableDiffusionInstructPix2PixPipeline(
+        vae=vae, text_encoder=ego.text_encoder, tokenizer=ego.tokenizer, unet=unet,
+        scheduler=type(ref.scheduler).from_config(ref.scheduler.config), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False)
+    ref_cl.unet.to(memory_format=torch.channels_last)
+    ref_cl.vae.to(memory_format=torch.channels_last)
+    ego_cl = LegoPipeline(vae=copy.deepcopy(ego.vae), text_encoder=ego.text_encoder, tokenizer=ego.tokenizer,
+                          unet=copy.deepcopy(ego.unet), conditioning=ego.conditioning,
+                          scheduler=type(ego.scheduler).from_config(ego.scheduler.config)).enable_channels_last()
+    for pipe in (ref_cl, ego_cl):
+        pipe.set_progress_bar_config(disable=True)
+    return ref_cl, ego_cl
+
+
 def paired_ratio(seconds: list[float], reference: list[float], seed: int = 0) -> tuple[float, float, float]:
     """Geometric mean of the per-round time ratios (each round runs both, interleaved) with a 95 % bootstrap
     interval over rounds: the pairing removes the machine's round-to-round drift from the comparison."""
@@ -239,6 +262,8 @@ def main() -> None:
                         help="torch threads (0: torch's default; 1 is steadier on a shared machine)")
     parser.add_argument("--ablate", action="store_true",
                         help="also time egoframe with its K/V reuse and inference mode switched off")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="also time both pipelines on NHWC copies of the UNet and VAE")
     parser.add_argument("--call-flops", action="store_true",
                         help="count whole-call FLOPs also for --size sd15 (always done for tiny)")
     args = parser.parse_args()
@@ -253,7 +278,10 @@ def main() -> None:
     print(f"model: {args.size} at {resolution} px, {args.steps} steps Euler ancestral, s_x {args.image_scale}, "
           f"s_c {args.text_scale}, {args.dtype} on {args.device}; {args.repeats} interleaved rounds")
     ref, ego, lego = build(args.size, resolution, args.device, dtype)
-    extra = ablations(ego) if args.ablate else None
+    extra = ablations(ego) if args.ablate else {}
+    ref_cl = None
+    if args.channels_last:
+        ref_cl, extra["ego channels_last"] = channels_last_pair(ref, ego)
     if args.size == "tiny":
         diff = same_output_check(ref, ego, frames(1, resolution), args.device)
         print(f"same components, same seed: max |egoframe - ip2p| = {diff:.2e} (pixels in [0, 1])")
@@ -262,6 +290,9 @@ def main() -> None:
         images = frames(batch, resolution)
         runs = callers(ref, ego, lego, images, args.steps, (args.image_scale, args.text_scale), args.device,
                        extra=extra)
+        if ref_cl is not None:
+            runs["ip2p channels_last"] = callers(ref_cl, ego, lego, images, args.steps,
+                                                 (args.image_scale, args.text_scale), args.device)["ip2p"]
         runs = {"ip2p": runs.pop("ip2p"), "egoframe": runs.pop("egoframe"),
                 "egoframe+vllm": runs.pop("egoframe+vllm"), **runs}
         with torch.no_grad():
@@ -270,7 +301,7 @@ def main() -> None:
         if args.call_flops or args.size == "tiny":
             # Whole calls at 1 and 2 steps give the per-step and fixed FLOPs; extrapolated to --steps.
             per_call = {}
-            for name in runs:
+            for name in [n for n in runs if "channels_last" not in n]:  # the layout changes no FLOP
                 one, two = (call_flops(callers(ref, ego, lego, images, n, (args.image_scale, args.text_scale),
                                                args.device, extra=extra)[name]) for n in (1, 2))
                 per_call[name] = one + (args.steps - 1) * (two - one)
@@ -289,10 +320,10 @@ def main() -> None:
               f"{flops['conditioning'] / batch / 1e9:.4f} GFLOP)")
         print(f"  FLOP-predicted time ratio of egoframe+vllm without K/V reuse: {(total_ref + cond_extra) / total_ref:.3f}")
     print("time ratio: geometric mean of the per-round ratios to ip2p, with its 95 % bootstrap interval over rounds")
-    print(f"{'batch':>5} {'pipeline':<14} {'s/image':>9} {'peak mem':>12} {'time ratio':>11} {'95% CI':>15} "
+    print(f"{'batch':>5} {'pipeline':<18} {'s/image':>9} {'peak mem':>12} {'time ratio':>11} {'95% CI':>15} "
           f"{'mem ratio':>10}")
     for batch, name, per_image, peak, ratio, low, high, mem_ratio in rows:
-        print(f"{batch:>5} {name:<14} {per_image:>9.4f} {mib(peak):>12} {ratio:>10.3f}x "
+        print(f"{batch:>5} {name:<18} {per_image:>9.4f} {mib(peak):>12} {ratio:>10.3f}x "
               f"{f'[{low:.3f}, {high:.3f}]':>15} {mem_ratio:>9.2f}x")
 
 if __name__ == "__main__":

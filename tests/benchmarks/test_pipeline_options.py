@@ -159,3 +159,19 @@ def test_strength_starts_from_the_noised_input_and_runs_fewer_steps(desc, monkey
 def test_bad_strength_is_a_clear_error(desc, bad):
     with pytest.raises(InputError, match="strength"):
         _run(desc, steps=2, strength=bad)
+
+
+def test_channels_last_is_the_same_model_and_saves_in_the_ordinary_layout(tiny_desc_dir, tmp_path):
+    pipe = load_pipeline(tiny_desc_dir)
+    base = _run(pipe).images
+    pipe.enable_channels_last()
+    conv = pipe.unet.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    nhwc = _run(pipe).images
+    assert torch.allclose(base, nhwc, atol=1e-4)  # other kernels, float rounding only
+    pipe.save_pretrained(tmp_path / "saved")  # safetensors refuses non-contiguous tensors: converted for the save
+    assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)  # and back afterwards
+    again = load_pipeline(str(tmp_path / "saved"))
+    assert all(torch.equal(a, b) for a, b in zip(again.unet.state_dict().values(), pipe.unet.state_dict().values()))
+    pipe.enable_channels_last(False)
+    assert pipe.unet.conv_in.weight.is_contiguous()

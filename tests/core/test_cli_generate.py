@@ -153,3 +153,44 @@ def test_model_recommended_sampling_is_used_unless_overridden(tiny_desc_dir, tmp
     code, _, err = run(["generate", "--model", str(model), "--image", str(src), "--action", "take cup",
                         "--out", str(tmp_path / "c.png")], capsys)
     assert code == 2 and "unknown keys" in err
+
+
+def test_guidance_interval_from_the_model_or_the_command_line(tiny_desc_dir, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from diffusers import UNet2DConditionModel
+
+    rows = []
+    forward = UNet2DConditionModel.forward
+
+    def spy(self, sample, *args, **kwargs):
+        rows.append(sample.shape[0])
+        return forward(self, sample, *args, **kwargs)
+
+    monkeypatch.setattr(UNet2DConditionModel, "forward", spy)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_desc_dir, model)
+    (model / "sampling.json").write_text(json.dumps({"num_inference_steps": 4, "guidance_interval": [0.5, 1.0]}))
+    src = frame(tmp_path / "in.png")
+    args = ["generate", "--model", str(model), "--image", str(src), "--action", "take cup"]
+    code, _, err = run(args + ["--out", str(tmp_path / "a.png")], capsys)
+    assert code == 0, err
+    assert rows == [1, 1, 3, 3]  # the first half unguided (one UNet row), the second half guided (three)
+    assert "guidance_interval=[0.5, 1.0]" in err
+    rows.clear()
+    code, _, err = run(args + ["--guidance-interval", "0,1", "--out", str(tmp_path / "b.png")], capsys)
+    assert code == 0 and rows == [3, 3, 3, 3]
+    for bad, message in (("0.7,0.2", "guidance_interval must satisfy"), ("half", "expected LO,HI")):
+        code, _, err = run(args + ["--guidance-interval", bad, "--out", str(tmp_path / "c.png")], capsys)
+        lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+        assert code == 2 and len(lines) == 1 and message in lines[0], err
+
+
+def test_channels_last_flag_generates_the_same_frame(tiny_desc_dir, tmp_path, capsys):
+    src = frame(tmp_path / "in.png")
+    args = BASE + ["--model", str(tiny_desc_dir), "--image", str(src), "--action", "take cup"]
+    assert run(args + ["--out", str(tmp_path / "a.png")], capsys)[0] == 0
+    assert run(args + ["--channels-last", "--out", str(tmp_path / "b.png")], capsys)[0] == 0
+    a = np.asarray(Image.open(tmp_path / "a.png"), dtype=np.int16)
+    b = np.asarray(Image.open(tmp_path / "b.png"), dtype=np.int16)
+    assert np.abs(a - b).max() <= 1  # float rounding of other kernels can flip a uint8 step at most

@@ -32,10 +32,18 @@ def generate(
     text_scale: Optional[float] = typer.Option(
         None, "--text-scale", help="Text guidance scale s_c (default: the model's, else the paper's 1.5)."
     ),
+    guidance_interval: Optional[str] = typer.Option(
+        None, "--guidance-interval",
+        help="LO,HI: guide only the steps i/n in [LO, HI), the rest run one UNet branch "
+             "(default: the model's, else every step).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed; row k of a batch uses seed + k."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Frames generated per forward pass."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Regenerate outputs that already exist."),
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda."),
+    channels_last: bool = typer.Option(
+        False, "--channels-last", help="NHWC weights: the same model on faster convolution kernels (docs/performance.md)."
+    ),
     method: str = typer.Option("lego", "--method", help="lego | ip2p | sdedit | proxedit (the model must fit it)."),
     strength: float = typer.Option(0.6, "--strength", help="SDEdit: noise strength of the input latent, (0, 1]."),
     prox_quantile: float = typer.Option(0.7, "--prox-quantile", help="ProxEdit: threshold quantile of |guidance|."),
@@ -49,10 +57,12 @@ def generate(
         steps=steps,
         image_guidance_scale=image_scale,
         guidance_scale=text_scale,
+        guidance_interval=parse_interval(guidance_interval) if guidance_interval else None,
         seed=seed,
         batch_size=batch_size,
         overwrite=overwrite,
         device=device,
+        channels_last=channels_last,
         method=method,
         strength=strength,
         prox_quantile=prox_quantile,
@@ -67,3 +77,13 @@ def generate(
         typer.echo(f"{len(report.skipped)} output(s) already existed and were kept (use --overwrite)", err=True)
     if not report.written and not report.skipped:
         raise InputError("nothing was generated")
+
+
+def parse_interval(text: str) -> tuple[float, float]:
+    """``"0,0.6"`` -> (0.0, 0.6); the pipeline checks the range, this checks the form."""
+    parts = text.split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--guidance-interval {text!r}: expected LO,HI, e.g. 0,0.6") from None
+    return lo, hi

@@ -172,11 +172,12 @@ def as_method(pipe: LegoPipeline, method: str) -> LegoPipeline:
 
 
 def method_kwargs(method: str, image_guidance_scale: float, guidance_scale: float, strength: float,
-                  prox_quantile: float, prox_mode: str) -> dict:
-    """The sampling arguments each method's pipeline takes."""
+                  prox_quantile: float, prox_mode: str, guidance_interval=(0.0, 1.0)) -> dict:
+    """The sampling arguments each method's pipeline takes (SDEdit has no guidance interval)."""
     if method == "sdedit":
         return dict(guidance_scale=guidance_scale, strength=strength)
-    kwargs = dict(image_guidance_scale=image_guidance_scale, guidance_scale=guidance_scale)
+    kwargs = dict(image_guidance_scale=image_guidance_scale, guidance_scale=guidance_scale,
+                  guidance_interval=tuple(guidance_interval))
     if method == "proxedit":
         kwargs.update(prox_quantile=prox_quantile, prox_mode=prox_mode)
     return kwargs

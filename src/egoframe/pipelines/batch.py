@@ -32,10 +32,12 @@ class GenerateSettings:
     steps: int | None = None
     image_guidance_scale: float | None = None
     guidance_scale: float | None = None
+    guidance_interval: tuple[float, float] | None = None  # fractions of the steps that are guided
     seed: int = 0
     batch_size: int = 8
     overwrite: bool = False
     device: str = "cpu"
+    channels_last: bool = False  # NHWC weights (LegoPipeline.enable_channels_last): faster convolutions
     method: str = "lego"  # lego | ip2p | sdedit | proxedit (egoframe.pipelines.baselines)
     strength: float = 0.6  # SDEdit: how far the input latent is noised
     prox_quantile: float = 0.7  # ProxEdit: threshold quantile of |guidance difference|
@@ -154,8 +156,11 @@ def generate_rows(rows: list[GenerateRow], settings: GenerateSettings, pipe=None
     pipe = as_method(pipe, settings.method)
     chosen = resolve_sampling(pipe, settings, report.notes)
     sampling = method_kwargs(settings.method, chosen["image_guidance_scale"], chosen["guidance_scale"],
-                             settings.strength, settings.prox_quantile, settings.prox_mode)
+                             settings.strength, settings.prox_quantile, settings.prox_mode,
+                             chosen["guidance_interval"])
     pipe.to(settings.device)
+    if settings.channels_last:
+        pipe.enable_channels_last()
     pipe.set_progress_bar_config(desc="denoising", leave=False)
     for start in range(0, len(todo), settings.batch_size):
         chunk = todo[start : start + settings.batch_size]
@@ -183,7 +188,7 @@ def resolve_sampling(pipe, settings: GenerateSettings, notes: list[str]) -> dict
     from egoframe.pipelines.lego import PAPER_SAMPLING
 
     given = {"num_inference_steps": settings.steps, "image_guidance_scale": settings.image_guidance_scale,
-             "guidance_scale": settings.guidance_scale}
+             "guidance_scale": settings.guidance_scale, "guidance_interval": settings.guidance_interval}
     recommended = getattr(pipe, "sampling_defaults", {}) or {}
     chosen = {k: v if v is not None else recommended.get(k, PAPER_SAMPLING[k]) for k, v in given.items()}
     from_model = [k for k, v in given.items() if v is None and k in recommended]

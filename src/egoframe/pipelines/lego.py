@@ -69,7 +69,8 @@ VLLM_SUBFOLDER = "vllm"
 VLLM_EXTRACTION_FILE = "extraction.json"
 SAMPLING_FILE = "sampling.json"
 # LEGO's published sampling (papers/001 Sec. 4): used unless a model directory recommends its own.
-PAPER_SAMPLING = {"num_inference_steps": 100, "image_guidance_scale": 7.5, "guidance_scale": 1.5}
+PAPER_SAMPLING = {"num_inference_steps": 100, "image_guidance_scale": 7.5, "guidance_scale": 1.5,
+                  "guidance_interval": (0.0, 1.0)}
 
 
 class LegoPipeline(DiffusionPipeline):
@@ -126,7 +127,14 @@ class LegoPipeline(DiffusionPipeline):
         self._vllm_results = OrderedDict()
 
     def save_pretrained(self, save_directory, **kwargs):
-        super().save_pretrained(save_directory, **kwargs)
+        nhwc = _is_channels_last(self.unet)
+        if nhwc:  # safetensors stores the ordinary layout
+            self.enable_channels_last(False)
+        try:
+            super().save_pretrained(save_directory, **kwargs)
+        finally:
+            if nhwc:
+                self.enable_channels_last(True)
         if self.sampling_defaults:
             import json
             import os
@@ -141,6 +149,17 @@ class LegoPipeline(DiffusionPipeline):
             self.vllm.save_pretrained(target)
             with open(os.path.join(target, VLLM_EXTRACTION_FILE), "w") as fh:
                 json.dump(self.vllm_extraction.to_dict(), fh, indent=2)
+
+    def enable_channels_last(self, enabled: bool = True) -> "LegoPipeline":
+        """Keep the UNet's and VAE's weights in NHWC (channels_last) memory format, or back in NCHW.
+
+        Same maths, other kernels: on CPU it made a tiny-UNet step 8-13 % faster (docs/performance.md); GPUs
+        with tensor cores usually gain too. Saved weights are written in the ordinary layout either way.
+        """
+        layout = torch.channels_last if enabled else torch.contiguous_format
+        self.unet.to(memory_format=layout)
+        self.vae.to(memory_format=layout)
+        return self
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -453,6 +472,11 @@ class LegoPipeline(DiffusionPipeline):
             text_tokens if c.use_text_tokens else None,
             text_mask if c.use_text_tokens else None,
         )
+
+
+def _is_channels_last(module: torch.nn.Module) -> bool:
+    return any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+               for p in module.parameters())
 
 
 def _check_interval(interval) -> tuple[float, float]:
