@@ -93,8 +93,14 @@ def timer(out: list, device: str = "cpu"):
     out.append(time.perf_counter() - start)
 
 
-def interleaved(runs: dict, repeats: int, device: str = "cpu", warmup: int = 1) -> dict[str, dict]:
-    """Run each named zero-argument callable ``warmup`` times, then ``repeats`` rounds of A, B, A, B ...
+def interleaved(runs: dict, repeats: int, device: str = "cpu", warmup: int = 1, memory_runs: int = 1) -> dict[str, dict]:
+    """Run each named zero-argument callable ``warmup`` times, then ``repeats`` timed rounds of A, B, A, B ...,
+    then ``memory_runs`` rounds in which each one's peak memory is measured.
+
+    Time and memory come from separate runs because the CPU memory probe perturbs the timing: its sampling
+    thread wakes every 2 ms and ``malloc_trim`` hands the heap back before each run, so on a 2-core machine
+    the timed work shares the cores with it and re-faults its pages. Measured (SD-1.5-size UNet, batch 8,
+    2 steps, 3 rounds, docs/performance.md): egoframe/ip2p 0.903 timed without the probe, 1.043 with it.
 
     Returns, per name, the list of seconds, the median and the median peak memory (bytes).
     """
@@ -105,13 +111,16 @@ def interleaved(runs: dict, repeats: int, device: str = "cpu", warmup: int = 1) 
     memory = {name: [] for name in runs}
     for r in range(repeats):
         # Alternate the order each round so neither side always runs right after the other's allocations.
-        order = list(runs) if r % 2 == 0 else list(reversed(runs))
-        for name in order:
-            with PeakMemory(device) as mem, timer(seconds[name], device):
+        for name in (list(runs) if r % 2 == 0 else list(reversed(runs))):
+            with timer(seconds[name], device):
+                runs[name]()
+    for r in range(memory_runs):
+        for name in (list(runs) if r % 2 == 0 else list(reversed(runs))):
+            with PeakMemory(device) as mem:
                 runs[name]()
             memory[name].append(mem.peak_bytes)
     return {name: {"seconds": seconds[name], "median_s": statistics.median(seconds[name]),
-                   "peak_bytes": statistics.median(memory[name])} for name in runs}
+                   "peak_bytes": statistics.median(memory[name]) if memory[name] else 0} for name in runs}
 
 
 def machine_line(device: str = "cpu") -> str:

@@ -253,7 +253,9 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=None, help="pixels (default: tiny 64, sd15 256)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per batch size")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timed rounds per batch size")
+    parser.add_argument("--memory-runs", type=int, default=1,
+                        help="untimed runs per pipeline that measure peak memory (after the timed rounds)")
     parser.add_argument("--image-scale", type=float, default=7.5)
     parser.add_argument("--text-scale", type=float, default=1.5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -276,7 +278,8 @@ def main() -> None:
 
     print(f"machine: {machine_line(args.device)}")
     print(f"model: {args.size} at {resolution} px, {args.steps} steps Euler ancestral, s_x {args.image_scale}, "
-          f"s_c {args.text_scale}, {args.dtype} on {args.device}; {args.repeats} interleaved rounds")
+          f"s_c {args.text_scale}, {args.dtype} on {args.device}; {args.repeats} interleaved timed rounds, "
+          f"then {args.memory_runs} memory run(s) each")
     ref, ego, lego = build(args.size, resolution, args.device, dtype)
     extra = ablations(ego) if args.ablate else {}
     ref_cl = None
@@ -296,7 +299,7 @@ def main() -> None:
         runs = {"ip2p": runs.pop("ip2p"), "egoframe": runs.pop("egoframe"),
                 "egoframe+vllm": runs.pop("egoframe+vllm"), **runs}
         with torch.no_grad():
-            result = interleaved(runs, args.repeats, args.device)
+            result = interleaved(runs, args.repeats, args.device, memory_runs=args.memory_runs)
         flops = count_flops(ego, lego, batch, args.device)
         if args.call_flops or args.size == "tiny":
             # Whole calls at 1 and 2 steps give the per-step and fixed FLOPs; extrapolated to --steps.
@@ -308,6 +311,8 @@ def main() -> None:
             print(f"batch {batch}: GFLOP per image of a whole {args.steps}-step call: "
                   + ", ".join(f"{n} {f / batch / 1e9:.3f}" for n, f in per_call.items()))
         base = result["ip2p"]
+        print(f"batch {batch}: seconds per call, round by round: "
+              + "; ".join(f"{n} " + " ".join(f"{x:.2f}" for x in r["seconds"]) for n, r in result.items()))
         for name, r in result.items():
             ratio, low, high = paired_ratio(r["seconds"], base["seconds"])
             rows.append((batch, name, r["median_s"] / batch, r["peak_bytes"], ratio, low, high,
