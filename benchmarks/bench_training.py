@@ -166,7 +166,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--items", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved timed rounds")
+    parser.add_argument("--memory-runs", type=int, default=1,
+                        help="untimed runs per loop that measure peak memory (after the timed rounds)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--classic-attention", action="store_true")
     parser.add_argument("--compile", action="store_true")
@@ -212,22 +214,28 @@ def main() -> None:
             variants["egoframe + torch.compile"] = ego("co", compile=True)
         rates = {k: [] for k in variants}
         peaks = {k: [] for k in variants}
+        # Timed rounds run alone; peak memory comes from separate runs afterwards, because the RSS probe's
+        # sampling thread shares the cores and perturbs the timing (benchmarks/_common.py: interleaved).
         for r in range(args.repeats):
             order = list(variants) if r % 2 == 0 else list(reversed(variants))
             for name in order:
+                rates[name].append(variants[name]())
+        for r in range(args.memory_runs):
+            for name in (list(variants) if r % 2 == 0 else list(reversed(variants))):
                 with PeakMemory() as mem:
-                    rates[name].append(variants[name]())
+                    variants[name]()
                 peaks[name].append(mem.peak_bytes)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"machine: {machine_line()}")
     print(f"training: tiny UNet at {args.resolution} px, batch {args.batch}, {args.steps} steps per run, "
-          f"{args.items} pairs; medians of {args.repeats} interleaved rounds")
+          f"{args.items} pairs; medians of {args.repeats} interleaved timed rounds, "
+          f"peak memory from {args.memory_runs} separate run(s)")
     base = float(np.median(rates["reference (diffusers-style)"]))
     print(f"{'loop':<38} {'samples/s':>10} {'ratio':>7} {'peak mem':>12}")
     for name in variants:
         rate = float(np.median(rates[name]))
-        print(f"{name:<38} {rate:>10.2f} {rate / base:>6.2f}x {mib(float(np.median(peaks[name]))):>12}")
+        print(f"{name:<38} {rate:>10.2f} {rate / base:>6.2f}x {mib(float(np.median(peaks[name])) if peaks[name] else 0.0):>12}")
 
 
 if __name__ == "__main__":
