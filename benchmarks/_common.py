@@ -108,19 +108,25 @@ def interleaved(runs: dict, repeats: int, device: str = "cpu", warmup: int = 1, 
         for fn in runs.values():
             fn()
     seconds = {name: [] for name in runs}
-    memory = {name: [] for name in runs}
     for r in range(repeats):
         # Alternate the order each round so neither side always runs right after the other's allocations.
         for name in (list(runs) if r % 2 == 0 else list(reversed(runs))):
             with timer(seconds[name], device):
                 runs[name]()
-    for r in range(memory_runs):
+    memory = memory_runs_of(runs, memory_runs, device)
+    return {name: {"seconds": seconds[name], "median_s": statistics.median(seconds[name]),
+                   "peak_bytes": statistics.median(memory[name]) if memory[name] else 0} for name in runs}
+
+
+def memory_runs_of(runs: dict, rounds: int, device: str = "cpu") -> dict[str, list[int]]:
+    """Peak memory (bytes) of each named callable over ``rounds`` untimed rounds, order alternating."""
+    memory = {name: [] for name in runs}
+    for r in range(rounds):
         for name in (list(runs) if r % 2 == 0 else list(reversed(runs))):
             with PeakMemory(device) as mem:
                 runs[name]()
             memory[name].append(mem.peak_bytes)
-    return {name: {"seconds": seconds[name], "median_s": statistics.median(seconds[name]),
-                   "peak_bytes": statistics.median(memory[name]) if memory[name] else 0} for name in runs}
+    return memory
 
 
 def machine_line(device: str = "cpu") -> str:

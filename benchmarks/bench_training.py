@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from _common import PeakMemory, machine_line, mib  # noqa: E402
+from _common import machine_line, memory_runs_of, mib  # noqa: E402
 
 COLORS = {"red": (220, 40, 40), "blue": (40, 60, 220), "green": (40, 200, 60)}
 
@@ -213,18 +213,13 @@ def main() -> None:
             variants["reference + torch.compile"] = lambda: reference_loop(*common, compile_unet=True)
             variants["egoframe + torch.compile"] = ego("co", compile=True)
         rates = {k: [] for k in variants}
-        peaks = {k: [] for k in variants}
         # Timed rounds run alone; peak memory comes from separate runs afterwards, because the RSS probe's
         # sampling thread shares the cores and perturbs the timing (benchmarks/_common.py: interleaved).
         for r in range(args.repeats):
             order = list(variants) if r % 2 == 0 else list(reversed(variants))
             for name in order:
                 rates[name].append(variants[name]())
-        for r in range(args.memory_runs):
-            for name in (list(variants) if r % 2 == 0 else list(reversed(variants))):
-                with PeakMemory() as mem:
-                    variants[name]()
-                peaks[name].append(mem.peak_bytes)
+        peaks = memory_runs_of(variants, args.memory_runs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"machine: {machine_line()}")
