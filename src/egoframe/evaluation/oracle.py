@@ -74,12 +74,14 @@ VERB_FACTS: dict[str, tuple[str, ...]] = {
 
 
 def _place(obj) -> str:
+    from egoframe.world.state import counter_third
+
     if obj.held_by:
         return "hand"
     if obj.place == "board":
         return "board"
-    # thirds of the frame in scene x (camera motion does not move it)
-    return ("counter-left", "counter-middle", "counter-right")[min(max(int(obj.x * 3), 0), 2)]
+    # thirds of the counter in scene x (camera motion does not move it)
+    return ("counter-left", "counter-middle", "counter-right")[counter_third(obj.x)]
 
 
 def state_facts(state) -> dict[str, str]:

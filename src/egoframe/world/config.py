@@ -41,6 +41,9 @@ class WorldConfig:
     # halved chroma at colour edges); yuv444p: ~40 dB, H.264 High 4:4:4, fine for PyAV/ffmpeg readers
     pix_fmt: str = "yuv420p"
     codec: str = "auto"  # "auto" (libx264, else h264, else mpeg4) or a PyAV encoder name
+    # The visible state change is complete this long before the annotated PNR frame (0.1 s = 3 frames at 30 fps),
+    # so that curation's +-3-frame aesthetic choice around the PNR never picks a target from before the change.
+    change_lead_s: float = 0.1
     pre_offset_s: float = 0.5  # PRE-15: the input frame is 15 frames (0.5 s at 30 fps) before the PNR
     epic_input_offset_s: float = 0.25  # LEGO's EPIC rule: input at start - 0.25 s ...
     epic_target_lambda: float = 0.6  # ... target at start + 0.6 * (stop - start)
@@ -82,11 +85,18 @@ class WorldConfig:
             raise bad("pix_fmt", "must be 'yuv420p' or 'yuv444p'")
         if not 0 <= self.crf <= 51:
             raise bad("crf", "must be 0..51")
+        if not 0.0 <= self.change_lead_s <= 0.2:
+            raise bad("change_lead_s", "must be in [0, 0.2] seconds")
         if self.epic_input_offset_s >= self.pre_offset_s:
             raise bad("epic_input_offset_s", f"must be smaller than pre_offset_s={self.pre_offset_s}")
         if not 0.0 < self.epic_target_lambda < 1.0:
             raise bad("epic_target_lambda", "must be in (0, 1)")
         return self
+
+    @property
+    def change_lead_frames(self) -> int:
+        """Frames between the completed state change and the annotated PNR frame."""
+        return round(self.change_lead_s * self.fps)
 
     @property
     def pre_frames(self) -> int:

@@ -30,6 +30,8 @@ from egoframe.world.state import (
     HAND_HOLD,
     HAND_REST,
     KNIFE_LENGTH,
+    PLACE_BORDERS,
+    PLACE_MARGIN,
     SINK_BOX,
     TAP_POS,
     TOMATO_RADIUS,
@@ -59,8 +61,9 @@ class Action:
     hand: str
     object_id: str
     start: int  # the acting hand starts to move
-    contact: int  # the hand touches the object (or the pour/cut/pull begins)
-    pnr: int  # point of no return: the state change is complete
+    contact: int  # the hand touches the object (or the pour/cut/pull/put-down begins)
+    change: int  # the visible state change is complete from this frame on (``change_lead`` frames before the PNR)
+    pnr: int  # point of no return (the annotated frame): the change is complete and the hand still at the object
     end: int  # the hand is back at its rest/hold pose
     cue: str  # "strong" | "weak" | "misleading"
     gaze_gain: float
@@ -104,6 +107,8 @@ def _free_spot(rng: np.random.Generator, objects: list[ObjectState], radius: flo
         x = rng.uniform(lo, hi)
         y = rng.uniform(WALL_Y + 0.02 + radius, COUNTER_FRONT_Y - 0.015 - radius)
         if sx0 - radius < x < sx1 + radius and y < sy1 + radius:
+            continue
+        if any(abs(x - border) < PLACE_MARGIN for border in PLACE_BORDERS):
             continue
         ok = True
         for o in objects:
@@ -196,7 +201,7 @@ def _destinations(rng, objects: dict[str, ObjectState], obj: ObjectState) -> lis
     r = _clearance_radius(obj)
     out = []
     # the counter is one place to the label but many to the scene: offer a free spot in each third of it
-    for x_range in ((0.0, 0.38), (0.31, 0.69), (0.62, 1.0)):
+    for x_range in ((0.0, PLACE_BORDERS[0]), PLACE_BORDERS, (PLACE_BORDERS[1], 1.0)):
         spot = _free_spot(rng, lying, r, tries=60, x_range=x_range)
         if spot is not None:
             out.append({"place": "counter", "object_id": None, "name": "counter", "x": spot[0], "y": spot[1]})
@@ -291,7 +296,10 @@ def plan_video(config: WorldConfig, video_index: int) -> VideoPlan:
     initial = sample_scene(rng, config)
     objects = {o.id: copy.copy(o) for o in initial}
     n_actions = int(rng.integers(config.min_actions, config.max_actions + 1))
-    contact_lead = max(1, round(0.2 * fps))  # contact -> PNR
+    contact_lead = max(1, round(0.2 * fps))  # contact -> change
+    # The change is complete `lead` frames before the annotated PNR, so that every frame curation's aesthetic
+    # choice may take as the target (PNR +- `neighbours`, papers/001 Sec. 4.1) already shows the outcome.
+    lead = config.change_lead_frames
     ret = round(0.4 * fps)  # PNR -> hand back at its pose
     pre = config.pre_frames
     actions: list[Action] = []
@@ -325,7 +333,7 @@ def plan_video(config: WorldConfig, video_index: int) -> VideoPlan:
             if distractor is None:
                 cue = "weak"
         action = Action(index=k, verb=verb, noun=noun, hand=comp["hand"], object_id=comp["object"],
-                        start=pnr - reach, contact=pnr - contact_lead if verb != "put" else pnr, pnr=pnr,
+                        start=pnr - reach, contact=pnr - lead - contact_lead, change=pnr - lead, pnr=pnr,
                         end=pnr + ret, cue=cue, gaze_gain=gaze, destination=comp.get("destination"),
                         tool_id=comp.get("tool"), distractor_id=distractor, candidates=comps)
         actions.append(action)
@@ -413,8 +421,9 @@ def play(config: WorldConfig, plan: VideoPlan) -> list[FrameState]:
                 hands_at_start[a.index] = palms[a.hand]
             start_pose = hands_at_start[a.index]
             obj = objects[a.object_id]
-            if a.pnr <= f and a.index not in applied:
-                # the PNR has come: apply the logical effect once, the hand then returns to its new home
+            if a.change <= f and a.index not in applied:
+                # the change is complete: apply the logical effect once; the hand holds still until the PNR,
+                # then returns to its new home
                 comp = {"object": a.object_id, "hand": a.hand, "destination": a.destination}
                 _apply(objects, a.verb, comp)
                 applied.add(a.index)
@@ -423,12 +432,12 @@ def play(config: WorldConfig, plan: VideoPlan) -> list[FrameState]:
             focus_pt = _focus_point(objects, a)
             target = _hand_target(objects, a, focus_pt)
             reach_t = (f - a.start) / max(a.contact - a.start, 1)
-            phase = "reach" if f < a.contact else ("contact" if f < a.pnr else "return")
+            phase = "reach" if f < a.contact else ("contact" if f < a.change else ("hold" if f < a.pnr else "return"))
             if f < a.contact:
                 palm = _lerp(start_pose, target, _smooth(reach_t))
-            elif f < a.pnr:
-                # contact -> PNR: the verb-specific change happens under the hand
-                u = (f - a.contact) / max(a.pnr - a.contact, 1)
+            elif f < a.change:
+                # contact -> change: the verb-specific change happens under the hand
+                u = (f - a.contact) / max(a.change - a.contact, 1)
                 palm = target
                 if a.verb == "take":
                     palm = _lerp(target, HAND_HOLD[a.hand], 0.5 * _smooth(u))
@@ -444,7 +453,8 @@ def play(config: WorldConfig, plan: VideoPlan) -> list[FrameState]:
                 elif a.verb == "cut":
                     palm = (target[0], target[1] - 0.02 * abs(math.sin(u * 2 * math.pi)))  # chopping strokes
             else:
-                u = (f - a.pnr) / max(a.end - a.pnr, 1)
+                # change -> PNR the hand holds still where the change left it; after the PNR it goes home
+                u = (f - a.pnr) / max(a.end - a.pnr, 1) if f >= a.pnr else 0.0
                 mid = _lerp(target, HAND_HOLD[a.hand], 0.5) if a.verb == "take" else target
                 if a.verb in ("open", "close"):
                     mid = grip_point(obj)

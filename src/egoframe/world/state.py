@@ -52,6 +52,17 @@ PALM_RADIUS = 0.05
 
 KINDS = ("cup", "bowl", "knife", "tomato", "board", "drawer", "tap")
 
+# The counter is three places to the oracle ("counter-left/middle/right": thirds of the frame in scene x).
+# Objects are never put down within PLACE_MARGIN of a border between two thirds, so that which third an
+# object is in can be read from the frame (a centre 4 px from the border at 128 px, not 0.1 px).
+PLACE_BORDERS = (1 / 3, 2 / 3)
+PLACE_MARGIN = 0.03
+
+
+def counter_third(x: float) -> int:
+    """0, 1, 2: the third of the counter (scene x) that a point lies in."""
+    return min(max(int(x * 3), 0), 2)
+
 
 @dataclass
 class ObjectState:
@@ -101,7 +112,7 @@ class FrameState:
     objects: list[ObjectState]
     pouring: tuple[str, str] | None = None  # (cup id, bowl id) while water runs from a cup into a bowl
     action_index: int | None = None  # index of the action in progress (its narration is <video_id>_<index>)
-    phase: str = "idle"  # "idle" | "reach" | "contact" | "return": where in the action this frame is
+    phase: str = "idle"  # "idle" | "reach" | "contact" | "hold" | "return": where in the action this frame is
     blur: float = 0.0  # motion-blur shutter fraction applied to this frame (0: sharp)
     extra: dict[str, Any] = field(default_factory=dict)
 
