@@ -47,3 +47,29 @@ def test_curated_pairs_are_the_world_ground_truth(world, fmt, annotation, tmp_pa
     if fmt == "ego4d":
         rec = pairs[0]
         assert [(b.role, b.frame) for b in rec.boxes] == [(b.role, b.frame) for b in truth[rec.id].boxes]
+
+
+def test_curation_counts_and_drops_pairs_that_show_no_change(world, tmp_path):
+    """On a world, a pair whose true input and target states agree on the action's facts is dropped and counted
+    (the world's timing makes none, so the check is made on a data set with one target moved before the change)."""
+    import json
+
+    from egoframe.data.curate import CurationConfig, _select
+    from egoframe.world.facts import WorldStates, unchanged_pair
+
+    out = tmp_path / "c"
+    _cli("data", "curate", "--format", "ego4d", "--annotations", world / "annotations/fho_main.json", "--videos",
+         world, "--no-progress", "--out", out)
+    report = json.load(open(out / "report.json"))
+    assert report["filter"]["unchanged_truth"] is True
+    assert report["counts"]["filtered_unchanged_truth"] == 0  # the world never shows a pair without its change
+    records = load_records(str(out / "all_pairs.parquet"))
+    states = WorldStates(str(world))
+    assert not any(unchanged_pair(states, r.video_id, r.verb, r.input_frame, r.target_frame) for r in records)
+    broken = records[0]
+    broken.target_frame = broken.input_frame  # "nothing happened"
+    config = CurationConfig(format="ego4d", annotations="x", out=str(out), videos=str(world), filter_similarity=False)
+    kept, counts = _select(records, config)
+    assert counts["filtered_unchanged_truth"] == 1 and broken.id not in {r.id for r in kept}
+    config.filter_unchanged = False
+    assert _select(records, config)[1]["filtered_unchanged_truth"] == 0

@@ -33,8 +33,8 @@ def _actions(world):
 @pytest.fixture(scope="module")
 def oracle_dir(tiny_world, tmp_path_factory):  # noqa: F811
     out = str(tmp_path_factory.mktemp("oracle"))
-    train_oracle(OracleConfig(world=tiny_world, out_dir=out, steps=25, resolution=32, channels=(8, 16),
-                              hidden=32, frame_stride=15, batch_size=16))
+    train_oracle(OracleConfig(source="world", world=tiny_world, out_dir=out, steps=25, resolution=32,
+                              channels=(8, 16), hidden=32, frame_stride=15, batch_size=16))
     return out
 
 
@@ -98,13 +98,13 @@ def test_trained_oracle_saves_reloads_and_reports(oracle_dir, tiny_world):  # no
     assert all(first[k] in HEADS[k] for k in HEADS)
     # the reloaded reader reads exactly as the trained one did: its held-out report is the same numbers
     # (regression: the config's heads were once reloaded in sorted-key order, slicing the logits wrongly)
-    from egoframe.evaluation.oracle import held_out_report
+    from egoframe.evaluation.oracle import video_report
 
-    again_report = held_out_report(reader, world, reader.config)
+    again_report = video_report(reader, tiny_world, frame_stride=15)
     assert again_report["fact_accuracy"] == report["fact_accuracy"]
     assert again_report["target_action_success"] == report["target_action_success"]
     # a rerun into a finished directory reuses it
-    again = train_oracle(OracleConfig(world=tiny_world, out_dir=oracle_dir, steps=1))
+    again = train_oracle(OracleConfig(source="world", world=tiny_world, out_dir=oracle_dir, steps=1))
     assert again == report
 
 
@@ -145,3 +145,60 @@ def test_oracle_config_keeps_head_order_through_json(tmp_path):
     legacy["heads"] = {"left_hand": list(HEADS["left_hand"])}
     with pytest.raises(InputError, match="heads"):
         OracleConfig.from_dict(legacy)
+
+
+def test_every_action_is_judged_on_the_frame_and_both_hands(tiny_world):  # noqa: F811
+    world = WorldStates(tiny_world)
+    for rec in _actions(tiny_world):
+        before = state_facts(world.state(rec.video_id, rec.input_frame))
+        after = state_facts(world.state(rec.video_id, rec.target_frame))
+        assert {"frame", "left_hand", "right_hand"} <= set(action_facts(rec.verb, before, after))
+        # a frame with the acting hand painted out, or no kitchen at all, never shows the action done
+        hand = rec.extra["hand"]
+        assert not action_success({**after, f"{hand}_hand": "no hand"}, rec.verb, before, after)
+        assert not action_success({**after, "frame": "unreadable"}, rec.verb, before, after)
+    state = world.state(rec.video_id, rec.target_frame)
+    assert state_facts(state, hidden_hands=("left",))["left_hand"] == "no hand"
+
+
+def test_world_pairs_always_change_the_actions_facts(tiny_world):  # noqa: F811
+    """Every frame of curation's +-3 window around the PNR shows the outcome, no frame of PRE-15 +-3 does."""
+    from egoframe.world.facts import unchanged_pair
+
+    world = WorldStates(tiny_world)
+    for rec in _actions(tiny_world):
+        for target in range(rec.target_frame - 3, rec.target_frame + 4):
+            for inp in range(rec.input_frame - 3, rec.input_frame + 4):
+                assert not unchanged_pair(world, rec.video_id, rec.verb, inp, target), (rec.id, inp, target)
+        fin = state_facts(world.state(rec.video_id, rec.input_frame))
+        ftg = state_facts(world.state(rec.video_id, rec.target_frame))
+        for target in range(rec.target_frame - 3, rec.target_frame + 4):
+            assert action_success(state_facts(world.state(rec.video_id, target)), rec.verb, fin, ftg)
+
+
+def test_stream_oracle_resumes_to_the_same_weights(tmp_path):
+    from egoframe.utils.checkpoint import load_tensors
+
+    def config(out):
+        return OracleConfig(out_dir=str(out), steps=4, resolution=32, channels=(8, 16), hidden=16, batch_size=8,
+                            checkpoint_every=2, threads=1)
+
+    whole = tmp_path / "whole"
+    report = train_oracle(config(whole))
+    assert report["source"] == "stream" and report["train_frames"] == 32
+    # a run killed after its step-2 checkpoint: only the checkpoint is left
+    killed = tmp_path / "killed"
+    train_oracle(config(killed))
+    for name in ("oracle.safetensors", "oracle_config.json", "oracle_report.json"):
+        os.remove(killed / name)
+    import json
+    state = json.load(open(killed / "checkpoint" / "state.json"))
+    assert state["step"] == 2
+    resumed = train_oracle(config(killed))
+    a, b = load_tensors(str(whole / "oracle.safetensors")), load_tensors(str(killed / "oracle.safetensors"))
+    assert resumed["final_loss"] == report["final_loss"]
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    with pytest.raises(InputError, match="different oracle config"):
+        for name in ("oracle.safetensors", "oracle_config.json", "oracle_report.json"):
+            os.remove(killed / name)
+        train_oracle(OracleConfig(**{**config(killed).__dict__, "lr": 1e-3}))

@@ -26,7 +26,8 @@ def curate_command(
     clip: Optional[Path] = typer.Option(None, "--clip", help="local CLIP ViT-L/14 directory"),
     min_sim: float = typer.Option(0.81, "--min-sim", help="keep pairs with similarity >= this"),
     max_sim: float = typer.Option(0.97, "--max-sim", help="keep pairs with similarity <= this"),
-    no_filter: bool = typer.Option(False, "--no-filter", help="keep all pairs (scores are still recorded)"),
+    no_filter: bool = typer.Option(False, "--no-filter", help="keep all pairs (scores are still recorded; on a world also the "
+                                   "pairs whose true states show no change)"),
     neighbours: int = typer.Option(3, "--neighbours", help="frames on each side for the aesthetic choice"),
     input_offset: float = typer.Option(0.25, "--input-offset", help="EPIC δi in seconds"),
     target_fraction: float = typer.Option(0.6, "--target-fraction", help="EPIC λ"),
@@ -43,7 +44,8 @@ def curate_command(
         format=format, annotations=str(annotations), out=str(out), videos=str(videos or ""),
         frames=str(frames or ""), frames_fps=frames_fps, workers=workers, scorer=scorer,
         laion_head=str(laion_head or ""), clip_dir=str(clip or ""), min_sim=min_sim, max_sim=max_sim,
-        filter_similarity=False if no_filter else None, neighbours=neighbours, input_offset_s=input_offset,
+        filter_similarity=False if no_filter else None, filter_unchanged=False if no_filter else None,
+        neighbours=neighbours, input_offset_s=input_offset,
         target_fraction=target_fraction, split_by=split_by, test_fraction=test_fraction, max_side=max_side,
         progress=progress)
     if engine == "dask":

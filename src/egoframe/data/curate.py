@@ -68,6 +68,10 @@ class CurationConfig:
     min_sim: float = 0.81
     max_sim: float = 0.97
     filter_similarity: bool | None = None  # None: on for video formats, off for edit data sets
+    # Embedded world only: drop pairs whose *true* input and target states agree on every fact the action is
+    # about (nothing happened: what the similarity filter is meant to catch, checked against the world's truth).
+    # None: on when --videos is an egoframe world (it holds manifest.json and the per-frame states).
+    filter_unchanged: bool | None = None
     split_by: str = "video"  # "video" | "participant": no group is in both train and test
     test_fraction: float = 0.1
     split_seed: int = 0
@@ -79,8 +83,8 @@ class CurationConfig:
     progress: bool = False
 
     # Fields that change no per-unit work: a resumed run may change them freely.
-    _FREE = ("min_sim", "max_sim", "filter_similarity", "split_by", "test_fraction", "split_seed",
-             "workers", "progress", "out")
+    _FREE = ("min_sim", "max_sim", "filter_similarity", "filter_unchanged", "split_by", "test_fraction",
+             "split_seed", "workers", "progress", "out")
 
     def validate(self) -> None:
         if self.format not in FORMATS:
@@ -119,6 +123,16 @@ class CurationConfig:
     @property
     def similarity_filter_on(self) -> bool:
         return self.format in VIDEO_FORMATS if self.filter_similarity is None else self.filter_similarity
+
+    @property
+    def truth_world(self) -> str | None:
+        """The world whose true states the unchanged-pair filter reads, or None when the filter is off."""
+        is_world = bool(self.videos) and os.path.isfile(os.path.join(self.videos, "manifest.json"))
+        if self.filter_unchanged is None:
+            return self.videos if is_world and self.format in VIDEO_FORMATS else None
+        if self.filter_unchanged and not is_world:
+            raise ConfigError("filter_unchanged needs --videos to be an egoframe world (with manifest.json)")
+        return self.videos if self.filter_unchanged else None
 
 
 @dataclass
@@ -509,12 +523,24 @@ def apply_thresholds(root: str, min_sim: float | None = None, max_sim: float | N
 
 
 def _filter_desc(config: CurationConfig) -> dict:
-    return {"enabled": config.similarity_filter_on, "min_sim": config.min_sim, "max_sim": config.max_sim}
+    return {"enabled": config.similarity_filter_on, "min_sim": config.min_sim, "max_sim": config.max_sim,
+            "unchanged_truth": bool(config.truth_world)}
 
 
 def _select(records: list[ActionRecord], config: CurationConfig) -> tuple[list[ActionRecord], dict]:
-    kept, too_similar, too_different = [], 0, 0
+    kept, too_similar, too_different, unchanged = [], 0, 0, 0
+    truth = None
+    if config.truth_world:
+        from egoframe.world.facts import WorldStates
+
+        truth = WorldStates(config.truth_world)
     for rec in records:
+        if truth is not None:
+            from egoframe.world.facts import unchanged_pair
+
+            if unchanged_pair(truth, rec.video_id, rec.verb, rec.input_frame, rec.target_frame):
+                unchanged += 1
+                continue
         sim = rec.scores.get("similarity")
         if config.similarity_filter_on and sim is not None:
             if sim > config.max_sim:
@@ -525,6 +551,7 @@ def _select(records: list[ActionRecord], config: CurationConfig) -> tuple[list[A
                 continue
         kept.append(rec)
     counts = {"pairs_kept": len(kept), "filtered_too_similar": too_similar, "filtered_too_different": too_different,
+              "filtered_unchanged_truth": unchanged,
               "pairs_kept_train": sum(r.split == "train" for r in kept),
               "pairs_kept_test": sum(r.split == "test" for r in kept)}
     return kept, counts

@@ -7,13 +7,11 @@ the facts an action can change (:data:`HEADS`): what each hand holds, drawers, t
 cup and bowl fill, and coarse object places. It is the embedded stand-in for EgoVLP (does the frame show
 the action?) and for the user study (would a rater say it is right?); see docs/evaluation.md.
 
-*Action success* (:func:`action_facts`, :func:`action_success`) of a generated frame for an action with true
-input state S_in and true target state S_tg: the reader's facts of the generated frame equal facts(S_tg) on
-every fact the action is about, i.e. the facts of its verb (take/put: both hands; open/close: both drawers;
-turn-on/off: the tap; cut: the cut count; pour: every cup and bowl fill) plus every fact whose true value
-differs between S_in and S_tg (e.g. "take cup": the taken cup's place becomes ``hand`` and the acting
-hand's fact becomes that cup's colour, so the *right* cup must be in the *right* hand). *State accuracy* is
-the share of all facts read equal to facts(S_tg): it also punishes damage to the rest of the scene.
+The facts, their classes and *action success* are the world's (:mod:`egoframe.world.facts`, re-exported
+here). The reader is trained on an unlimited stream of freshly simulated frames (:mod:`egoframe.world.stream`)
+with degradations, painted-out hands and garbage frames (:mod:`egoframe.evaluation.degrade`), and measured on
+the decoded video frames of worlds it never saw (:func:`video_report`). A trained reader ships in the package
+(:data:`SHIPPED_ORACLE`): every score on the embedded world is made by the same reader.
 """
 
 from __future__ import annotations
@@ -28,120 +26,28 @@ from typing import Any, Sequence
 import numpy as np
 
 from egoframe.errors import InputError, MissingWeightsError
+from egoframe.world.facts import (  # noqa: F401  (the oracle's heads are the world's facts; re-exported)
+    BOWL_COLOURS,
+    COMMON_FACTS,
+    COUNTS,
+    CUP_COLOURS,
+    HEADS,
+    HELD,
+    PLACES,
+    VERB_FACTS,
+    WorldStates,
+    action_facts,
+    action_success,
+    facts_to_indices,
+    state_accuracy,
+    state_facts,
+)
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "oracle.safetensors"
 CONFIG_FILE = "oracle_config.json"
 REPORT_FILE = "oracle_report.json"
-
-CUP_COLOURS = ("red", "green", "blue", "yellow")
-BOWL_COLOURS = ("white", "purple", "orange")
-HELD = ("nothing", "red cup", "green cup", "blue cup", "yellow cup", "knife", "tomato")
-PLACES = ("absent", "hand", "board", "counter-left", "counter-middle", "counter-right")
-COUNTS = ("0", "1", "2", "3")
-
-# fact name -> its classes. Object identity = kind + colour (the two tomatoes look alike, so they are counted).
-HEADS: dict[str, tuple[str, ...]] = {
-    "left_hand": HELD,
-    "right_hand": HELD,
-    "drawer_left": ("closed", "open"),
-    "drawer_right": ("closed", "open"),
-    "tap": ("off", "on"),
-    "tomatoes_cut": COUNTS,
-    "tomatoes_on_board": COUNTS,
-    "tomatoes_in_bowls": COUNTS,
-    **{f"cup_{c}": ("absent", "empty", "filled") for c in CUP_COLOURS},
-    **{f"bowl_{c}": ("absent", "empty", "full") for c in BOWL_COLOURS},
-    **{f"place_{c}_cup": PLACES for c in CUP_COLOURS},
-    "place_knife": PLACES,
-}
-
-# Facts each verb is about, whatever changed (world verbs, docs/world.md).
-VERB_FACTS: dict[str, tuple[str, ...]] = {
-    "take": ("left_hand", "right_hand"),
-    "put": ("left_hand", "right_hand"),
-    "open": ("drawer_left", "drawer_right"),
-    "close": ("drawer_left", "drawer_right"),
-    "turn-on": ("tap",),
-    "turn-off": ("tap",),
-    "cut": ("tomatoes_cut",),
-    "pour": tuple(f"cup_{c}" for c in CUP_COLOURS) + tuple(f"bowl_{c}" for c in BOWL_COLOURS),
-}
-
-
-# ----------------------------------------------------------------------------------------- facts of a state
-
-
-def _place(obj) -> str:
-    from egoframe.world.state import counter_third
-
-    if obj.held_by:
-        return "hand"
-    if obj.place == "board":
-        return "board"
-    # thirds of the counter in scene x (camera motion does not move it)
-    return ("counter-left", "counter-middle", "counter-right")[counter_third(obj.x)]
-
-
-def state_facts(state) -> dict[str, str]:
-    """The facts of a :class:`~egoframe.world.FrameState` (or its dict form), one class name per head."""
-    from egoframe.world.state import FrameState
-
-    if isinstance(state, dict):
-        state = FrameState.from_dict(state)
-    facts = {name: classes[0] for name, classes in HEADS.items()}
-    by_id = {o.id: o for o in state.objects}
-    for side in ("left", "right"):
-        held = state.hands[side].holding
-        if held is None:
-            facts[f"{side}_hand"] = "nothing"
-        else:
-            obj = by_id[held]
-            facts[f"{side}_hand"] = obj.name if obj.kind == "cup" else obj.kind
-    tomatoes = [o for o in state.objects if o.kind == "tomato"]
-    facts["tomatoes_cut"] = str(min(sum(t.cut for t in tomatoes), 3))
-    facts["tomatoes_on_board"] = str(min(sum(t.place == "board" and not t.held_by for t in tomatoes), 3))
-    facts["tomatoes_in_bowls"] = str(min(sum(t.place.startswith("bowl") and not t.held_by for t in tomatoes), 3))
-    for obj in state.objects:
-        if obj.kind == "drawer":
-            facts[obj.id] = "open" if obj.open >= 0.5 else "closed"
-        elif obj.kind == "tap":
-            facts["tap"] = "on" if obj.on else "off"
-        elif obj.kind == "cup":
-            facts[f"cup_{obj.colour}"] = "filled" if obj.filled else "empty"
-            facts[f"place_{obj.colour}_cup"] = _place(obj)
-        elif obj.kind == "bowl":
-            facts[f"bowl_{obj.colour}"] = "full" if obj.fill >= 0.5 else "empty"
-        elif obj.kind == "knife":
-            facts["place_knife"] = _place(obj)
-    return facts
-
-
-def action_facts(verb: str, input_facts: dict[str, str], target_facts: dict[str, str]) -> list[str]:
-    """The facts an action is judged on: its verb's facts plus every fact the true state changed.
-
-    Verbs arrive in every spelling the readers produce: "turn-on" (world), "turn_on" (Ego4D structured
-    verb), "turn on" (the curated record's verb).
-    """
-    verb = "-".join(verb.strip().lower().replace("_", " ").split())
-    if verb not in VERB_FACTS:
-        raise InputError(f"unknown world verb {verb!r}; expected one of {', '.join(VERB_FACTS)}")
-    changed = [name for name in HEADS if input_facts[name] != target_facts[name]]
-    return [name for name in HEADS if name in VERB_FACTS[verb] or name in changed]
-
-
-def action_success(predicted: dict[str, str], verb: str, input_facts: dict[str, str],
-                   target_facts: dict[str, str]) -> bool:
-    return all(predicted[name] == target_facts[name] for name in action_facts(verb, input_facts, target_facts))
-
-
-def state_accuracy(predicted: dict[str, str], target_facts: dict[str, str]) -> float:
-    return sum(predicted[name] == target_facts[name] for name in HEADS) / len(HEADS)
-
-
-def facts_to_indices(facts: dict[str, str]) -> list[int]:
-    return [HEADS[name].index(facts[name]) for name in HEADS]
 
 
 # ----------------------------------------------------------------------------------------- the model
@@ -151,19 +57,28 @@ def facts_to_indices(facts: dict[str, str]) -> list[int]:
 class OracleConfig:
     """How an oracle was (or will be) trained; saved as ``oracle_config.json`` beside its weights."""
 
-    world: str = ""
+    # "stream": unlimited frames of fresh simulated scenes (egoframe.world.stream), never a stored video;
+    # "world": the frames of ``world``'s train-split videos (the first oracle's recipe, kept for comparison)
+    source: str = "stream"
+    world: str = ""  # "world" source: the training world; both: the world whose test-split videos are the report
     out_dir: str = ""
     resolution: int = 64  # frames are resized to this square size (PIL bicubic) before reading
     channels: tuple[int, ...] = (32, 64, 96, 128)  # one stride-2 conv block each
     hidden: int = 256
-    frame_stride: int = 6  # every k-th frame of each training video, plus every action's input/target frame
+    frame_stride: int = 6  # every k-th frame of each training (and report) video, plus every action's key frames
     max_videos: int | None = None  # per split; None: all
     steps: int = 1500
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    blur_prob: float = 0.5  # augmentation: generated frames are softer than rendered ones
+    blur_prob: float = 0.5  # "world" source augmentation: generated frames are softer than rendered ones
     noise_std: float = 0.03
+    # "stream" source: shares of each batch that are degraded (blur, JPEG, noise, shifts, resampling; see
+    # egoframe.evaluation.degrade), have a hand painted out (labelled "no hand"), or are garbage ("unreadable")
+    degrade_prob: float = 0.6
+    hidden_hand_prob: float = 0.06
+    garbage_prob: float = 0.05
+    checkpoint_every: int = 250  # "stream" source: steps between resumable checkpoints
     seed: int = 0
     threads: int | None = None
     heads: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in HEADS.items()})
@@ -195,8 +110,15 @@ class OracleConfig:
         if self.resolution < 16 or self.resolution % 2 ** len(self.channels):
             raise InputError(f"oracle resolution {self.resolution} must be >= 16 and divisible by "
                              f"{2 ** len(self.channels)}")
-        if self.steps < 1 or self.batch_size < 1 or self.frame_stride < 1:
-            raise InputError("oracle steps, batch_size and frame_stride must be >= 1")
+        if self.steps < 1 or self.batch_size < 1 or self.frame_stride < 1 or self.checkpoint_every < 1:
+            raise InputError("oracle steps, batch_size, frame_stride and checkpoint_every must be >= 1")
+        if self.source not in ("stream", "world"):
+            raise InputError(f"oracle source must be 'stream' or 'world', got {self.source!r}")
+        if self.source == "world" and not self.world:
+            raise InputError("the 'world' oracle source needs a world directory (--world)")
+        for name in ("degrade_prob", "hidden_hand_prob", "garbage_prob", "blur_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"oracle {name} must be in [0, 1]")
         return self
 
 
@@ -301,32 +223,6 @@ class OracleReader:
 # ----------------------------------------------------------------------------------------- training data
 
 
-class WorldStates:
-    """True per-frame states of a world, read lazily per video (a few ms each)."""
-
-    def __init__(self, world: str | os.PathLike):
-        from egoframe.world import WorldManifest
-
-        self.root = os.fspath(world)
-        self.manifest = WorldManifest.load(self.root)
-        self._paths = {v["video_id"]: self.manifest.path(v["states_path"]) for v in self.manifest.videos}
-        self._cache: dict[str, list] = {}
-
-    def state(self, video_id: str, frame: int):
-        from egoframe.world import load_states
-
-        if video_id not in self._paths:
-            raise InputError(f"video {video_id!r} is not in the world at {self.root}")
-        if video_id not in self._cache:
-            if len(self._cache) > 64:
-                self._cache.clear()
-            self._cache[video_id] = load_states(self._paths[video_id])
-        states = self._cache[video_id]
-        if not 0 <= frame < len(states):
-            raise InputError(f"frame {frame} is outside video {video_id} ({len(states)} frames)")
-        return states[frame]
-
-
 def _frames_for(world: WorldStates, split: str, config: OracleConfig) -> list[tuple[str, int]]:
     """(video, frame) pairs: every ``frame_stride``-th frame plus every action's key frames (what gets scored)."""
     from egoframe.data.records import load_records
@@ -383,21 +279,97 @@ def _augment(x, generator, config: OracleConfig):
     return x
 
 
+IGNORE = -100  # label of a head that a training frame says nothing about (every head but "frame" of garbage)
+
+
 def _loss(logits, labels, heads):
     import torch
 
     parts = _split_logits(logits, heads)
-    return sum(torch.nn.functional.cross_entropy(l, labels[:, k]) for k, l in enumerate(parts.values())) / len(parts)
+    total, count = logits.new_zeros(()), 0
+    for k, l in enumerate(parts.values()):
+        valid = labels[:, k] != IGNORE
+        if bool(valid.any()):
+            total = total + torch.nn.functional.cross_entropy(l[valid], labels[valid, k])
+            count += 1
+    return total / max(count, 1)
+
+
+def stream_batch(config: OracleConfig, step: int):
+    """Training batch ``step`` of the "stream" source, a pure function of (config.seed, step):
+    (B, 3, R, R) uint8 frames at the reader's resolution and (B, heads) int64 labels (``IGNORE`` where
+    unknown), as numpy arrays (made in a forked worker, which must not run torch).
+
+    Frames are drawn at the world's 128 px most of the time, sometimes at a generator's 64 / 96 / 256 px,
+    and resized to the reader's size with the same resampling as :func:`preprocess`."""
+    import itertools
+
+    from PIL import Image
+
+    from egoframe.evaluation import degrade
+    from egoframe.world.render import render_state
+    from egoframe.world.stream import stream_frames
+
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, step, 0x6F7261636C65]))
+    draw_res = int(rng.choice([128, 64, 96, 256], p=[0.7, 0.15, 0.1, 0.05]))
+    frames = itertools.islice(stream_frames(int(rng.integers(0, 2**31 - 1)), draw_res, frames_per_episode=32),
+                              config.batch_size)
+    res = config.resolution
+    images = np.empty((config.batch_size, res, res, 3), np.uint8)
+    labels = np.full((config.batch_size, len(HEADS)), IGNORE, np.int64)
+    frame_head = list(HEADS).index("frame")
+    for i, item in enumerate(frames):
+        u = rng.random()
+        if u < config.garbage_prob:
+            image = degrade.garbage(rng, draw_res, like=item.image)
+            labels[i, frame_head] = HEADS["frame"].index("unreadable")
+        else:
+            hidden: tuple[str, ...] = ()
+            image = item.image
+            if u < config.garbage_prob + config.hidden_hand_prob:
+                hidden = (("left",), ("right",), ("left", "right"))[int(rng.integers(0, 3))]
+                image = render_state(item.state, draw_res, hidden_hands=hidden)
+            if rng.random() < config.degrade_prob:
+                image = degrade.random_degradation(image, rng)
+            labels[i] = facts_to_indices(state_facts(item.state, hidden_hands=hidden))
+        if image.shape[0] != res:
+            image = np.asarray(Image.fromarray(image).resize((res, res), Image.Resampling.BICUBIC))
+        images[i] = image
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2)), labels
+
+
+def _prefetched(config: OracleConfig, start: int, stop: int, workers: int = 1, ahead: int = 6):
+    """Batches ``start .. stop - 1`` in order, made by ``workers`` forked processes at most ``ahead`` batches
+    ahead of the training loop (rendering and degrading run beside the optimizer step). Fork, not spawn: a
+    user's script without a ``__main__`` guard still works; the workers run numpy and PIL only."""
+    import multiprocessing
+    from collections import deque
+
+    if start >= stop:
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pending: deque = deque()
+        step = start
+        while step < stop or pending:
+            while step < stop and len(pending) < ahead:
+                pending.append(pool.apply_async(stream_batch, (config, step)))
+                step += 1
+            yield pending.popleft().get()
 
 
 # ----------------------------------------------------------------------------------------- train + report
 
 
-def train_oracle(config: OracleConfig, progress: bool = False) -> dict:
-    """Train the reader on the world's train-split videos; report accuracy on the test-split videos.
+CHECKPOINT_DIR = "checkpoint"
 
-    Writes ``oracle.safetensors``, ``oracle_config.json`` and ``oracle_report.json`` to ``config.out_dir``.
-    A directory that already holds all three is reused as it is (the report is returned).
+
+def train_oracle(config: OracleConfig, progress: bool = False) -> dict:
+    """Train the reader; write ``oracle.safetensors``, ``oracle_config.json`` and ``oracle_report.json``.
+
+    ``source="stream"`` trains on unlimited simulated frames (resumable: a killed run continues from its last
+    checkpoint in ``out_dir/checkpoint``); ``source="world"`` on the frames of ``world``'s train-split videos.
+    The report is measured on the decoded video frames of ``world``'s test split (none without a world).
+    A directory that already holds all three files is reused as it is (the report is returned).
     """
     import torch
 
@@ -411,12 +383,31 @@ def train_oracle(config: OracleConfig, progress: bool = False) -> dict:
             return json.load(fh)
     if config.threads:
         torch.set_num_threads(config.threads)
-    world = WorldStates(config.world)
-    if not world.manifest.split_videos("test"):
+    world = WorldStates(config.world) if config.world else None
+    if world is not None and not world.manifest.split_videos("test"):
         raise InputError(f"the world at {config.world} has no test-split videos to measure the oracle on")
+    os.makedirs(out, exist_ok=True)
     t0 = time.time()
+    if config.source == "world":
+        model, info = _train_on_world(config, world, progress)
+    else:
+        model, info = _train_on_stream(config, progress)
+    model.eval()
+    reader = OracleReader(model, config)
+    report = {**info, "steps": config.steps, "source": config.source, "train_seconds": round(time.time() - t0, 1)}
+    if world is not None:
+        report.update(video_report(reader, config.world, frame_stride=config.frame_stride,
+                                   max_videos=config.max_videos))
+    save_tensors({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(out, WEIGHTS_FILE))
+    atomic_write_json(os.path.join(out, CONFIG_FILE), config.to_dict())
+    atomic_write_json(report_path, report)  # written last: its presence marks a finished oracle
+    return report
+
+
+def _train_on_world(config: OracleConfig, world: WorldStates, progress: bool):
+    import torch
+
     x_train, y_train = render_examples(world, _frames_for(world, "train", config), config.resolution)
-    render_s = time.time() - t0
     torch.manual_seed(config.seed)
     model = build_model(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -424,7 +415,7 @@ def train_oracle(config: OracleConfig, progress: bool = False) -> dict:
                                                    pct_start=0.15)
     g = torch.Generator().manual_seed(config.seed)
     model.train()
-    t1, loss_value = time.time(), float("nan")
+    loss_value = float("nan")
     for step in range(config.steps):
         idx = torch.randint(0, x_train.shape[0], (config.batch_size,), generator=g)
         x = _augment(x_train[idx].float() / 127.5 - 1.0, g, config)
@@ -436,62 +427,154 @@ def train_oracle(config: OracleConfig, progress: bool = False) -> dict:
         loss_value = float(loss.detach())
         if progress and (step + 1) % 100 == 0:
             logger.info("oracle step %d/%d loss %.4f", step + 1, config.steps, loss_value)
-    train_s = time.time() - t1
-    model.eval()
-    reader = OracleReader(model, config)
-    report = {"train_frames": int(x_train.shape[0]), "steps": config.steps, "final_loss": loss_value,
-              "render_seconds": round(render_s, 1), "train_seconds": round(train_s, 1),
-              **held_out_report(reader, world, config)}
-    os.makedirs(out, exist_ok=True)
-    save_tensors({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(out, WEIGHTS_FILE))
-    atomic_write_json(os.path.join(out, CONFIG_FILE), config.to_dict())
-    atomic_write_json(report_path, report)  # written last: its presence marks a finished oracle
-    return report
+    return model, {"train_frames": int(x_train.shape[0]), "final_loss": loss_value}
 
 
-def held_out_report(reader: OracleReader, world: WorldStates, config: OracleConfig) -> dict:
-    """Accuracy on test-split videos: per fact on sampled frames, and on the actions' true frames.
+def _train_on_stream(config: OracleConfig, progress: bool):
+    import torch
 
-    ``target_action_success`` is the oracle's ceiling (action success of the true target frames);
-    ``input_action_success`` is the floor a generator reaches by copying its input frame.
+    from egoframe.utils.checkpoint import (atomic_write_json, load_tensors, optimizer_from_files, optimizer_to_files,
+                                           rng_from_files, rng_to_files, save_tensors)
+
+    if not config.threads:
+        # one core renders the next batches; torch threads beyond the rest only contend with it
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    torch.manual_seed(config.seed)
+    model = build_model(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps,
+                                                   pct_start=0.1)
+    ckpt = os.path.join(config.out_dir, CHECKPOINT_DIR)
+    start, losses = 0, []
+    if os.path.isfile(os.path.join(ckpt, "state.json")):
+        with open(os.path.join(ckpt, "state.json")) as fh:
+            state = json.load(fh)
+        if state["config"] != config.to_dict():
+            raise InputError(f"{config.out_dir} holds a checkpoint of a different oracle config; "
+                             "use another --out or delete its checkpoint/ folder")
+        model.load_state_dict(load_tensors(os.path.join(ckpt, "model.safetensors")))
+        optimizer.load_state_dict(optimizer_from_files(load_tensors(os.path.join(ckpt, "optimizer.safetensors")),
+                                                       state["optimizer"]))
+        schedule.load_state_dict(state["schedule"])
+        rng_from_files(load_tensors(os.path.join(ckpt, "rng.safetensors")), state["rng"])  # dropout draws
+        start, losses = state["step"], state["losses"]
+        logger.info("oracle: resuming at step %d/%d", start, config.steps)
+
+    def save(step: int) -> None:
+        os.makedirs(ckpt, exist_ok=True)
+        opt_tensors, opt_rest = optimizer_to_files(optimizer)
+        save_tensors({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(ckpt, "model.safetensors"))
+        save_tensors(opt_tensors, os.path.join(ckpt, "optimizer.safetensors"))
+        rng_tensors, rng_rest = rng_to_files()
+        save_tensors(rng_tensors, os.path.join(ckpt, "rng.safetensors"))
+        atomic_write_json(os.path.join(ckpt, "state.json"), {  # written last: it names a complete checkpoint
+            "step": step, "losses": losses, "config": config.to_dict(), "optimizer": opt_rest,
+            "schedule": schedule.state_dict(), "rng": rng_rest})
+
+    bar = _bar(progress, config.steps, start)
+    model.train()
+    step = start
+    for x_uint8, labels in _prefetched(config, start, config.steps):
+        x = torch.from_numpy(x_uint8).float() / 127.5 - 1.0
+        labels = torch.from_numpy(labels)
+        loss = _loss(model(x), labels, config.heads)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        step += 1
+        losses.append(round(float(loss.detach()), 5))
+        bar(step, losses[-1])
+        if step % config.checkpoint_every == 0 and step < config.steps:
+            save(step)
+    bar(None, None)
+    tail = losses[-50:] or [float("nan")]
+    return model, {"train_frames": config.steps * config.batch_size, "final_loss": float(np.mean(tail)),
+                   "loss_curve": losses[:: max(1, len(losses) // 200)]}
+
+
+def _bar(enabled: bool, total: int, done: int):
+    """A rich progress bar as a function: bar(step, loss) advances it, bar(None, None) closes it."""
+    if not enabled:
+        return lambda step, loss: None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("oracle"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                        TimeRemainingColumn())
+    progress.start()
+    task = progress.add_task("oracle", total=total, completed=done, loss="-")
+
+    def update(step, loss):
+        if step is None:
+            progress.stop()
+        else:
+            progress.update(task, completed=step, loss=f"{loss:.4f}")
+
+    return update
+
+
+def video_report(reader: OracleReader, world_dir: str, frame_stride: int = 6, max_videos: int | None = None,
+                 split: str = "test") -> dict:  # split: "train", "test" or "all"
+    """How well the reader reads a world's *video frames* (decoded MP4, what curation and users see).
+
+    Per fact and all-facts-exact on every ``frame_stride``-th frame plus every action's key frames of the
+    split's videos; and on the actions' true pairs, action success of the decoded PNR frame (the ceiling),
+    of each frame of the PNR +-3 window curation may choose from, and of the PRE-15 input frame (the floor).
     """
     from egoframe.data.records import load_records
     from egoframe.evaluation.stats import bootstrap_ci
+    from egoframe.world.video import read_frames
 
-    frames = _frames_for(world, "test", config)
-    x, y = render_examples(world, frames, config.resolution)
-    pil = [img.permute(1, 2, 0).numpy() for img in x]
-    predicted = reader.read(pil)
-    truth = y.numpy()
-    names = list(HEADS)
-    per_fact = {name: float(np.mean([HEADS[name].index(p[name]) == truth[i, k] for i, p in enumerate(predicted)]))
-                for k, name in enumerate(names)}
-    all_exact = [all(HEADS[n].index(p[n]) == truth[i, k] for k, n in enumerate(names)) for i, p in enumerate(predicted)]
-
-    test_videos = set(world.manifest.split_videos("test")[: config.max_videos] if config.max_videos
-                      else world.manifest.split_videos("test"))
+    world = WorldStates(world_dir)
+    videos = ([v["video_id"] for v in world.manifest.videos] if split == "all"
+              else world.manifest.split_videos(split))
+    videos = videos[:max_videos] if max_videos else videos
+    if not videos:
+        raise InputError(f"the world at {world_dir} has no {split}-split videos")
     records = [r for r in load_records(world.manifest.path(world.manifest.files["ground_truth"]))
-               if r.video_id in test_videos]
-    from egoframe.world import render_state
-
-    res = world.manifest.config.resolution
-    tgt_imgs = [render_state(world.state(r.video_id, r.target_frame), res) for r in records]
-    in_imgs = [render_state(world.state(r.video_id, r.input_frame), res) for r in records]
-    tgt_read, in_read = reader.read(tgt_imgs), reader.read(in_imgs)
-    success_tgt, success_in = [], []
-    for r, pt, pi in zip(records, tgt_read, in_read):
+               if r.video_id in set(videos)]
+    paths = {v["video_id"]: world.manifest.path(v["video_path"]) for v in world.manifest.videos}
+    images, truth, where = [], [], {}
+    for video in videos:
+        decoded = read_frames(paths[video])
+        picks = set(range(0, len(decoded), frame_stride))
+        for r in records:
+            if r.video_id == video:
+                picks |= {r.input_frame, *range(r.target_frame - 3, r.target_frame + 4)}
+        for f in sorted(p for p in picks if 0 <= p < len(decoded)):
+            where[(video, f)] = len(images)
+            images.append(decoded[f])
+            truth.append(state_facts(world.state(video, f)))
+    read = reader.read(images)
+    names = list(HEADS)
+    per_fact = {n: float(np.mean([p[n] == t[n] for p, t in zip(read, truth)])) for n in names}
+    exact = [float(all(p[n] == t[n] for n in names)) for p, t in zip(read, truth)]
+    wrong: dict[str, int] = {}
+    for p, t in zip(read, truth):
+        for n in names:
+            if p[n] != t[n]:
+                wrong[f"{n}: {t[n]} -> {p[n]}"] = wrong.get(f"{n}: {t[n]} -> {p[n]}", 0) + 1
+    tgt, window, inp = [], [], []
+    for r in records:
         fin = state_facts(world.state(r.video_id, r.input_frame))
         ftg = state_facts(world.state(r.video_id, r.target_frame))
-        success_tgt.append(float(action_success(pt, r.verb, fin, ftg)))
-        success_in.append(float(action_success(pi, r.verb, fin, ftg)))
+        tgt.append(float(action_success(read[where[(r.video_id, r.target_frame)]], r.verb, fin, ftg)))
+        inp.append(float(action_success(read[where[(r.video_id, r.input_frame)]], r.verb, fin, ftg)))
+        for f in range(r.target_frame - 3, r.target_frame + 4):
+            if (r.video_id, f) in where:
+                window.append(float(action_success(read[where[(r.video_id, f)]], r.verb, fin, ftg)))
+    ci = lambda v: bootstrap_ci(np.asarray(v), resamples=2000).as_dict() if v else None  # noqa: E731
     return {
-        "test_frames": len(frames),
-        "fact_accuracy": {k: round(v, 4) for k, v in per_fact.items()},
-        "mean_fact_accuracy": round(float(np.mean(list(per_fact.values()))), 4),
-        "all_facts_exact": bootstrap_ci(np.asarray(all_exact, float), resamples=2000).as_dict(),
+        "world": os.path.abspath(world_dir), "world_seed": world.manifest.config.seed, "split": split,
+        "videos": len(videos), "test_frames": len(images),
+        "fact_accuracy": {k: round(v, 5) for k, v in per_fact.items()},
+        "mean_fact_accuracy": round(float(np.mean(list(per_fact.values()))), 5),
+        "all_facts_exact": ci(exact),
+        "most_common_errors": dict(sorted(wrong.items(), key=lambda kv: -kv[1])[:15]),
         "test_actions": len(records),
-        "target_action_success": bootstrap_ci(np.asarray(success_tgt), resamples=2000).as_dict() if records else None,
-        "input_action_success": bootstrap_ci(np.asarray(success_in), resamples=2000).as_dict() if records else None,
+        "target_action_success": ci(tgt),
+        "target_window_action_success": ci(window),
+        "input_action_success": ci(inp),
     }
 
 

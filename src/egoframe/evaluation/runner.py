@@ -343,14 +343,16 @@ def summary_markdown(summary: dict) -> str:
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     if summary["paired"]:
         lines += ["", "## Paired comparisons (A − B on the same samples)", "",
-                  "| metric | A | B | mean A − B | interval | p (two-sided) |", "|---|---|---|---|---|---|"]
+                  "p: bootstrap percentile test on the interval's resamples (p <= 0.05 exactly when the 95 % "
+                  "interval excludes 0); detectable: the smallest |A − B| this n finds with 80 % power.", "",
+                  "| metric | A | B | mean A − B | interval | p (two-sided) | detectable |", "|---|---|---|---|---|---|---|"]
         for c in summary["paired"]:
             if "skipped" in c:
-                lines.append(f"| {c['metric']} | {c['a']} | {c['b']} | – | – | {c['skipped']} |")
+                lines.append(f"| {c['metric']} | {c['a']} | {c['b']} | – | – | {c['skipped']} | – |")
                 continue
             d = c["difference"]
             lines.append(f"| {c['metric']} | {c['a']} | {c['b']} | {d['value']:.4g} | [{d['low']:.4g}, {d['high']:.4g}] "
-                         f"| {stats.format_p(c['p_value'], summary['resamples'])} |")
+                         f"| {stats.format_p(c['p_value'], summary['resamples'])} | {c.get('detectable', float('nan')):.3g} |")
     if summary.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {note}" for note in summary["notes"]]
     return "\n".join(lines) + "\n"

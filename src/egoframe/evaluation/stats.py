@@ -1,13 +1,19 @@
 """Every reported number with its n and a bootstrap 95 % interval; paired comparisons with a p-value.
 
+The one statistics path of every egoframe report (eval, eval-world, reproduce, siblings compare, study
+results):
+
 - :func:`bootstrap_ci`: percentile bootstrap of the mean (Efron & Tibshirani, "An Introduction to the
-  Bootstrap", 1993, Ch. 13): resample the n per-sample scores with replacement B times, take the
-  (alpha/2, 1 - alpha/2) quantiles of the resampled means.
+  Bootstrap", 1993, Ch. 13): resample the n per-sample scores with replacement B times; the interval is
+  the (alpha/2, 1 - alpha/2) order statistics of the B resampled means.
 - :func:`paired_bootstrap`: two methods scored on the same samples. The interval is the percentile
-  bootstrap of the mean paired difference; the two-sided p-value tests "mean difference = 0" by resampling
-  the differences shifted to mean 0 (Efron & Tibshirani 1993, Sec. 16.4, Algorithm 16.2), with the
-  (count + 1) / (B + 1) correction so that p is never exactly 0.
-- :func:`bootstrap_statistic`: the same for a set-level statistic (FID), resampling sample indices.
+  bootstrap of the mean paired difference, and the two-sided p-value comes from *the same resamples*: the
+  bootstrap percentile test, p = 2 min(#{d* <= 0}, #{d* >= 0}) / B (the inversion of the percentile
+  interval; Efron & Tibshirani 1993, Sec. 16.2; Davison & Hinkley, "Bootstrap Methods", 1997, Sec. 4.4).
+  So the 95 % interval excludes 0 exactly when p <= 0.05: an interval and a p-value never disagree.
+  Each comparison also carries the smallest effect its sample size can detect (:func:`minimum_detectable_effect`).
+- :func:`holm`: Holm's step-down correction across the claims of one table (Holm 1979).
+- :func:`bootstrap_statistic`: the same interval for a set-level statistic (FID), resampling sample indices.
 
 All resampling is seeded (numpy PCG64), so a report is reproducible from its seed.
 """
@@ -48,16 +54,19 @@ class Estimate:
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """Method A minus method B on the same samples: mean difference, its interval, two-sided p-value."""
+    """Method A minus method B on the same samples: mean difference, its interval, two-sided p-value (the
+    bootstrap percentile test on the interval's resamples) and the minimum detectable effect at this n."""
 
     difference: Estimate
     p_value: float
     mean_a: float
     mean_b: float
+    detectable: float = float("nan")  # smallest |difference| found with 80 % power at alpha 0.05 (two-sided)
+    test: str = "bootstrap percentile test (same resamples as the interval)"
 
     def as_dict(self) -> dict:
         return {"difference": self.difference.as_dict(), "p_value": self.p_value, "mean_a": self.mean_a,
-                "mean_b": self.mean_b}
+                "mean_b": self.mean_b, "detectable": self.detectable, "test": self.test}
 
 
 def _clean(values: Sequence[float], name: str) -> np.ndarray:
@@ -90,9 +99,19 @@ def _resampled_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarra
 
 
 def _interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Order statistics k_lo = floor(B alpha / 2) and k_hi = B - 1 - k_lo of the sorted resamples: the interval
+    excludes 0 exactly when fewer than k_lo + 1 resamples lie on its far side of 0 (see :func:`_percentile_p`)."""
     alpha = 1.0 - confidence
-    low, high = np.quantile(samples, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return float(low), float(high)
+    ordered = np.sort(samples)
+    k = int(math.floor(ordered.size * alpha / 2.0 + 1e-9))
+    return float(ordered[k]), float(ordered[ordered.size - 1 - k])
+
+
+def _percentile_p(samples: np.ndarray) -> float:
+    """Two-sided bootstrap percentile test of "mean = 0": twice the smaller share of resamples on either side."""
+    below = int(np.sum(samples <= 0.0))
+    above = int(np.sum(samples >= 0.0))
+    return min(1.0, 2.0 * min(below, above) / samples.size)
 
 
 def bootstrap_ci(values: Sequence[float], confidence: float = DEFAULT_CONFIDENCE,
@@ -126,12 +145,43 @@ def paired_bootstrap(values_a: Sequence[float], values_b: Sequence[float], confi
                                 float(a.mean()), float(b.mean()))
     means = _resampled_means(diff, resamples, seed)
     low, high = _interval(means, confidence)
-    # Null distribution: the same resamples of the differences shifted to mean zero.
-    null_means = means - observed
-    extreme = int(np.sum(np.abs(null_means) >= abs(observed) - 1e-12 * max(1.0, abs(observed))))
-    p_value = (extreme + 1) / (resamples + 1)
+    p_value = _percentile_p(means)
     return PairedComparison(Estimate(observed, low, high, int(diff.size), confidence, resamples, seed),
-                            min(1.0, p_value), float(a.mean()), float(b.mean()))
+                            p_value, float(a.mean()), float(b.mean()),
+                            minimum_detectable_effect(diff, alpha=1.0 - confidence))
+
+
+def minimum_detectable_effect(differences: Sequence[float], alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest mean paired difference a two-sided test at ``alpha`` finds with probability ``power``:
+    (z_{1-alpha/2} + z_{power}) * sd(d) / sqrt(n), normal approximation (Cohen, "Statistical Power Analysis",
+    1988, Ch. 2), with the observed standard deviation of the differences (at least that of one flipped
+    sample in n, so that n identical differences do not claim an infinitely sharp test)."""
+    from scipy.stats import norm
+
+    d = _clean(differences, "differences")
+    n = d.size
+    if n < 2:
+        return float("inf")
+    sd = max(float(np.std(d, ddof=1)), math.sqrt(1.0 / n))
+    return float((norm.ppf(1.0 - alpha / 2.0) + norm.ppf(power)) * sd / math.sqrt(n))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm 1979, "A simple sequentially rejective multiple test
+    procedure"): a claim holds at family-wise level alpha when its adjusted p <= alpha."""
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.size == 0:
+        return []
+    if np.any((p < 0) | (p > 1) | np.isnan(p)):
+        raise InputError("holm: p-values must be in [0, 1]")
+    order = np.argsort(p, kind="stable")
+    m = p.size
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, idx in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[idx]))
+        adjusted[idx] = running
+    return [float(v) for v in adjusted]
 
 
 def bootstrap_statistic(n: int, statistic: Callable[[np.ndarray], float], confidence: float = DEFAULT_CONFIDENCE,
@@ -152,10 +202,10 @@ def bootstrap_statistic(n: int, statistic: Callable[[np.ndarray], float], confid
 
 
 def format_p(p_value: float, resamples: int) -> str:
-    """p-values at the bootstrap's resolution: below 1/(B+1) is reported as "< 1/(B+1)"."""
-    floor = 1.0 / (resamples + 1)
-    if p_value <= floor * 1.0000001:
-        return f"< {floor:.1g}" if floor < 0.001 else f"<= {floor:.3g}"
+    """p-values at the bootstrap's resolution: 0 (no resample on the far side of 0) is reported as "< 2/B"."""
+    floor = 2.0 / resamples
+    if p_value < floor * 0.9999999:
+        return f"< {floor:.1g}" if floor < 0.001 else f"< {floor:.3g}"
     return f"{p_value:.3g}" if p_value >= 0.001 else f"{p_value:.1e}"
 
 

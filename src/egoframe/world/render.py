@@ -191,12 +191,18 @@ def _draw_hand(cv: _Canvas, side: str, px: float, py: float) -> None:
     cv.paint(_capsule_box(px, py, px, py, PALM_RADIUS), _circle(px, py, PALM_RADIUS), SKIN)
 
 
-def render_state(state: FrameState | dict[str, Any], resolution: int = 128) -> np.ndarray:
+def render_state(state: FrameState | dict[str, Any], resolution: int = 128,
+                 hidden_hands: tuple[str, ...] = ()) -> np.ndarray:
     """Draw a scene state as a uint8 RGB image of shape (resolution, resolution, 3).
 
     Accepts a :class:`FrameState` or its ``to_dict()`` form (one line of a ``states/*.jsonl`` file). The
     result equals the video frame before MP4 compression (when the world was made without motion blur).
+    ``hidden_hands`` ("left", "right") are painted out (arm and palm not drawn; what they hold still is): the
+    oracle learns from such frames that a frame without the acting hand does not show the action.
     """
+    unknown = set(hidden_hands) - {"left", "right"}
+    if unknown:
+        raise ValueError(f"hidden_hands must name 'left'/'right', got {sorted(unknown)}")
     if isinstance(state, dict):
         state = FrameState.from_dict(state)
     if not isinstance(resolution, int) or resolution < 16:
@@ -214,6 +220,8 @@ def render_state(state: FrameState | dict[str, Any], resolution: int = 128) -> n
     for obj in free:
         _draw_object(cv, obj, state)
     for side in ("left", "right"):
+        if side in hidden_hands:
+            continue
         hand = state.hands[side]
         _draw_hand(cv, side, hand.x, hand.y)
     for obj in state.objects:
