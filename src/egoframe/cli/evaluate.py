@@ -11,6 +11,8 @@ import typer
 def register(app: typer.Typer) -> None:
     app.command("eval", help="Evaluate every method of a generation set (samples.csv) with n and bootstrap CIs.")(
         evaluate)
+    app.command("eval-world", help="The embedded-world protocol: fresh world -> curate -> enrich -> generate -> "
+                                   "score with the shipped oracle (copy = floor, target = ceiling).")(eval_world)
     app.command("convert-egovlp", help="Convert the public EgoVLP .pth to egovlp.safetensors (no unpickling).")(
         convert_egovlp)
 
@@ -19,6 +21,36 @@ def _split(text: Optional[str]) -> Optional[list[str]]:
     if text is None:
         return None
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def eval_world(
+    model: Path = typer.Option(..., "--model", help="egoframe model directory (e.g. src/egoframe/assets/default-model)."),
+    world_seed: int = typer.Option(..., "--world-seed", help="Seed of the fresh world: one never used for training "
+                                                             "or for choosing settings."),
+    out: Path = typer.Option(..., "--out", help="Output folder (world, data, frames, summary.json, report.md); "
+                                                "a rerun resumes it."),
+    videos: int = typer.Option(400, "--videos", help="Videos in the fresh world."),
+    n: int = typer.Option(200, "--n", help="Held-out pairs to score (all when fewer)."),
+    methods: str = typer.Option("vllm,annotation,label,copy", "--methods", help="Comma list of vllm,annotation,label,copy."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's sampling.json)."),
+    split: str = typer.Option("test", "--split", help="test: the curated test split; all: every curated pair."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    seed: int = typer.Option(0, "--seed", help="Pair selection and per-pair noise seed."),
+    oracle: Optional[Path] = typer.Option(None, "--oracle", help="Oracle directory (default: the shipped oracle)."),
+    threads: Optional[int] = typer.Option(None, "--threads"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    from egoframe.evaluation.world_eval import EvalWorldConfig, run_eval_world
+
+    summary = run_eval_world(EvalWorldConfig(
+        model=str(model), out=str(out), world_seed=world_seed, videos=videos, n=n,
+        methods=tuple(_split(methods) or ()), steps=steps, split=split, batch_size=batch_size, seed=seed,
+        oracle=str(oracle) if oracle else None, threads=threads, progress=progress), say=typer.echo)
+    for name, e in summary["methods"].items():
+        lo, hi = e["action_success_ci"]
+        typer.echo(f"{name:>10}: action success {100 * e['action_success']:5.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]  "
+                   f"state acc {100 * e['state_accuracy']:.1f} %  PSNR {e['psnr']:.2f}")
+    typer.echo(f"-> {out}/report.md")
 
 
 def evaluate(

@@ -11,31 +11,64 @@ import typer
 
 def register(app: typer.Typer) -> None:
     oracle = typer.Typer(help="Oracle state reader of the embedded world (action success).", no_args_is_help=True)
-    oracle.command("train", help="Train the frame -> scene-facts reader on a world; report held-out accuracy.")(train)
+    oracle.command("train", help="Train the frame -> scene-facts reader (on unlimited simulated frames by default); "
+                                 "resumable.")(train)
+    oracle.command("evaluate", help="Read a world's decoded video frames with an oracle and report its accuracy.")(
+        evaluate)
     app.add_typer(oracle, name="oracle")
 
 
 def train(
-    world: Path = typer.Option(..., "--world", help="World directory (`egoframe world make`)."),
-    out: Path = typer.Option(..., "--out", help="Output directory: oracle.safetensors, config, report."),
-    steps: int = typer.Option(1500, "--steps", min=1),
+    out: Path = typer.Option(..., "--out", help="Output directory: oracle.safetensors, config, report (a rerun resumes)."),
+    world: Optional[Path] = typer.Option(None, "--world", help="World whose test-split video frames are the report "
+                                         "(and, with --source world, the training frames)."),
+    source: str = typer.Option("stream", "--source", help="stream: fresh simulated frames; world: --world's videos."),
+    steps: int = typer.Option(8000, "--steps", min=1),
     resolution: int = typer.Option(64, "--resolution", help="Frames are read at this square size."),
+    hidden: int = typer.Option(512, "--hidden", min=8, help="Width of the reader's MLP layer."),
     frame_stride: int = typer.Option(6, "--frame-stride", min=1, help="Every k-th frame of each video."),
     max_videos: Optional[int] = typer.Option(None, "--max-videos", help="Use at most this many videos per split."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     seed: int = typer.Option(0, "--seed"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: cores - 1 for the stream)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     from egoframe.evaluation.oracle import OracleConfig, train_oracle
 
-    config = OracleConfig(world=str(world), out_dir=str(out), steps=steps, resolution=resolution,
-                          frame_stride=frame_stride, max_videos=max_videos, batch_size=batch_size, seed=seed,
-                          threads=threads)
-    report = train_oracle(config)
-    summary = {k: report[k] for k in ("train_frames", "test_frames", "mean_fact_accuracy", "test_actions")}
-    summary["all_facts_exact"] = report["all_facts_exact"]["value"]
-    if report.get("target_action_success"):
-        summary["target_action_success"] = report["target_action_success"]["value"]
-        summary["input_action_success"] = report["input_action_success"]["value"]
-    typer.echo(json.dumps(summary, indent=1))
+    config = OracleConfig(source=source, world=str(world or ""), out_dir=str(out), steps=steps, resolution=resolution,
+                          hidden=hidden, frame_stride=frame_stride, max_videos=max_videos, batch_size=batch_size,
+                          seed=seed, threads=threads)
+    report = train_oracle(config, progress=progress)
+    typer.echo(json.dumps(_summary(report), indent=1))
     typer.echo(f"-> {out}")
+
+
+def evaluate(
+    world: Path = typer.Option(..., "--world", help="World directory (`egoframe world make`)."),
+    oracle: Optional[Path] = typer.Option(None, "--oracle", help="Oracle directory (default: the shipped oracle)."),
+    split: str = typer.Option("all", "--split", help="train | test | all videos of the world."),
+    frame_stride: int = typer.Option(3, "--frame-stride", min=1),
+    max_videos: Optional[int] = typer.Option(None, "--max-videos"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the full report here (JSON)."),
+) -> None:
+    from egoframe.evaluation.oracle import OracleReader, video_report
+    from egoframe.utils.checkpoint import atomic_write_json
+
+    if split not in ("train", "test", "all"):
+        raise typer.BadParameter("--split must be train, test or all")
+    report = video_report(OracleReader.load(oracle), str(world), frame_stride=frame_stride, max_videos=max_videos,
+                          split=split)
+    if out:
+        atomic_write_json(str(out), report)
+    typer.echo(json.dumps(_summary(report), indent=1))
+
+
+def _summary(report: dict) -> dict:
+    summary = {k: report[k] for k in ("train_frames", "test_frames", "mean_fact_accuracy", "test_actions")
+               if k in report}
+    for key in ("all_facts_exact", "target_action_success", "target_window_action_success", "input_action_success"):
+        if report.get(key):
+            summary[key] = report[key]["value"]
+    if report.get("most_common_errors"):
+        summary["most_common_errors"] = dict(list(report["most_common_errors"].items())[:5])
+    return summary

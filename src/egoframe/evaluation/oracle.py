@@ -45,6 +45,9 @@ from egoframe.world.facts import (  # noqa: F401  (the oracle's heads are the wo
 
 logger = logging.getLogger(__name__)
 
+# The oracle shipped in the package (`egoframe oracle train` on the stream; its report and command beside it):
+# the reader every score on the embedded world uses unless the caller names another.
+SHIPPED_ORACLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "oracle")
 WEIGHTS_FILE = "oracle.safetensors"
 CONFIG_FILE = "oracle_config.json"
 REPORT_FILE = "oracle_report.json"
@@ -180,6 +183,16 @@ def preprocess(images: Sequence, resolution: int):
     return batch / 127.5 - 1.0
 
 
+def resolve_oracle(path: str | os.PathLike | None) -> str:
+    """The oracle directory to use: ``path``, or the shipped one when ``path`` is None."""
+    if path is not None:
+        return os.fspath(path)
+    if os.path.isfile(os.path.join(SHIPPED_ORACLE, WEIGHTS_FILE)):
+        return SHIPPED_ORACLE
+    raise MissingWeightsError("action-success / state-acc need an oracle and this install ships none: pass "
+                              "--oracle DIR (made by `egoframe oracle train --out DIR`)")
+
+
 class OracleReader:
     """A trained oracle: ``read(images)`` -> one facts dict per image."""
 
@@ -189,13 +202,11 @@ class OracleReader:
         self.device = device
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None, device: str = "cpu") -> "OracleReader":
+    def load(cls, path: str | os.PathLike | None = None, device: str = "cpu") -> "OracleReader":
+        """Load an oracle directory; ``None``: the shipped oracle (:data:`SHIPPED_ORACLE`)."""
         from egoframe.utils.checkpoint import load_tensors
 
-        if path is None:
-            raise MissingWeightsError("action-success / state-acc need a trained oracle: pass --oracle DIR "
-                                      "(made by `egoframe oracle train --world WORLD --out DIR`)")
-        path = os.fspath(path)
+        path = resolve_oracle(path)
         weights, cfg = os.path.join(path, WEIGHTS_FILE), os.path.join(path, CONFIG_FILE)
         if not (os.path.isfile(weights) and os.path.isfile(cfg)):
             raise MissingWeightsError(f"{path} is not an oracle directory: it needs {WEIGHTS_FILE} and {CONFIG_FILE} "
@@ -588,7 +599,7 @@ class OracleScorer:
     """Action success and state accuracy of generated frames, for the evaluation runner."""
 
     def __init__(self, oracle: str | None, world: str | None, device: str = "cpu"):
-        self.reader = OracleReader.load(oracle, device=device)
+        self.reader = OracleReader.load(oracle, device=device)  # None: the shipped oracle
         if world is None:
             raise InputError("action-success / state-acc need the world's true states: pass --world DIR")
         self.world = WorldStates(world)
@@ -618,5 +629,6 @@ class OracleScorer:
         return success, accuracy
 
 
-__all__ = ["HEADS", "VERB_FACTS", "OracleConfig", "OracleReader", "OracleScorer", "WorldStates", "action_facts",
-           "action_success", "state_accuracy", "state_facts", "train_oracle"]
+__all__ = ["HEADS", "SHIPPED_ORACLE", "VERB_FACTS", "OracleConfig", "OracleReader", "OracleScorer", "WorldStates",
+           "action_facts", "action_success", "resolve_oracle", "state_accuracy", "state_facts", "stream_batch",
+           "train_oracle", "video_report"]

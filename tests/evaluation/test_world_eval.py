@@ -1,0 +1,63 @@
+"""`egoframe eval-world`: the protocol end to end on a tiny world, its summary layout, resume and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from egoframe.errors import InputError
+from egoframe.evaluation.oracle import OracleConfig, train_oracle
+from egoframe.evaluation.world_eval import EvalWorldConfig, run_eval_world
+from tests.evaluation.world_fixtures import tiny_world  # noqa: F401  (fixture)
+
+MODEL = os.path.join(os.path.dirname(__file__), "..", "..", "src", "egoframe", "assets", "default-model")
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def small_oracle(tiny_world, tmp_path_factory):  # noqa: F811
+    out = str(tmp_path_factory.mktemp("oracle"))
+    train_oracle(OracleConfig(source="world", world=tiny_world, out_dir=out, steps=10, resolution=32,
+                              channels=(8, 16), hidden=16, frame_stride=20, batch_size=8))
+    return out
+
+
+def test_eval_world_writes_the_protocol_summary_and_resumes(small_oracle, tmp_path):
+    out = tmp_path / "ew"
+    config = EvalWorldConfig(model=MODEL, out=str(out), world_seed=11, videos=3, n=3, methods=("label", "copy"),
+                             steps=1, split="all", oracle=small_oracle, progress=False)
+    summary = run_eval_world(config, say=lambda *_: None)
+    on_disk = json.load(open(out / "summary.json"))
+    assert on_disk["n"] == summary["n"] == 3 and on_disk["world_seed"] == 11
+    assert set(on_disk["methods"]) == {"label", "copy", "target"}
+    for entry in on_disk["methods"].values():
+        for key in ("action_success", "state_accuracy", "psnr", "ssim"):
+            lo, hi = entry[f"{key}_ci"]
+            assert lo <= entry[key] <= hi
+    assert [c["a"] + "-" + c["b"] for c in on_disk["comparisons"]] == ["label-copy"]
+    assert (out / "report.md").is_file() and (out / "grid.png").is_file()
+    # generated frames are at the input's size (128 px), whatever size the model works at
+    from PIL import Image
+
+    sample = on_disk["sample_ids"][0]
+    assert Image.open(out / "label" / f"{sample}.png").size == Image.open(out / "inputs" / f"{sample}.png").size
+    # a rerun redoes nothing: the generated frames keep their bytes and times
+    stamp = os.path.getmtime(out / "label" / f"{sample}.png")
+    assert run_eval_world(config, say=lambda *_: None)["per_sample"] == summary["per_sample"]
+    assert os.path.getmtime(out / "label" / f"{sample}.png") == stamp
+    with pytest.raises(InputError, match="seed 11"):
+        run_eval_world(EvalWorldConfig(**{**config.__dict__, "world_seed": 12}), say=lambda *_: None)
+
+
+def test_eval_world_bad_input_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "egoframe.cli.main", "eval-world", "--model", str(tmp_path / "nope"),
+                             "--world-seed", "1", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert result.returncode == 2 and "not a directory" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(InputError, match="unknown method"):
+        EvalWorldConfig(model=MODEL, out=str(tmp_path), world_seed=1, methods=("magic",)).validate()
