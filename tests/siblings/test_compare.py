@@ -28,7 +28,8 @@ def world_inputs(tiny_world, tmp_path_factory):  # noqa: F811
     work = str(tmp_path_factory.mktemp("compare-inputs"))
     data = prepare_data(ReproduceConfig(world=tiny_world, out_dir=work))
     oracle = os.path.join(work, "oracle")
-    train_oracle(OracleConfig(world=tiny_world, out_dir=oracle, steps=10, resolution=32, frame_stride=10, threads=1))
+    train_oracle(OracleConfig(source="world", world=tiny_world, out_dir=oracle, steps=10, resolution=32,
+                              frame_stride=10, threads=1))
     return data, oracle
 
 

@@ -83,7 +83,7 @@ def reasoning(
 def compare(
     data: Path = typer.Option(..., "--data", help="Curated (+ enriched) pairs of the embedded world, with a test split."),
     world: Path = typer.Option(..., "--world", help="The embedded world the data came from."),
-    oracle: Path = typer.Option(..., "--oracle", help="`egoframe oracle train` output."),
+    oracle: Optional[Path] = typer.Option(None, "--oracle", help="Oracle directory (default: the shipped oracle)."),
     out: Path = typer.Option(..., "--out", "-o", help="Work directory (data variant, runs, generation set); resumable."),
     report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="REPORT.md + PNGs (default OUT/report)."),
     systems: str = typer.Option("smartedit,mgie,rp2p", "--systems", help="Comma list of smartedit, mgie, rp2p."),
@@ -108,7 +108,7 @@ def compare(
     from egoframe.siblings.compare import compare as run
 
     config = CompareConfig(
-        data=str(data), world=str(world), oracle=str(oracle), out_dir=str(out),
+        data=str(data), world=str(world), oracle=str(oracle) if oracle else None, out_dir=str(out),
         report_dir=str(report_dir) if report_dir else None, systems=systems.split(","),
         lego=str(lego) if lego else None, reasoning=reasoning, small=small, resolution=resolution, steps=steps,
         batch_size=batch_size, lr=lr, n_test=n_test, sample_steps=sample_steps, seed=seed,

@@ -323,7 +323,8 @@ def stream_batch(config: OracleConfig, step: int):
 
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, step, 0x6F7261636C65]))
     draw_res = int(rng.choice([128, 64, 96, 256], p=[0.7, 0.15, 0.1, 0.05]))
-    frames = itertools.islice(stream_frames(int(rng.integers(0, 2**31 - 1)), draw_res, frames_per_episode=32),
+    # 16 frames of each of 4 fresh scenes per batch of 64: scenes vary within a batch (BatchNorm statistics)
+    frames = itertools.islice(stream_frames(int(rng.integers(0, 2**31 - 1)), draw_res, frames_per_episode=16),
                               config.batch_size)
     res = config.resolution
     images = np.empty((config.batch_size, res, res, 3), np.uint8)

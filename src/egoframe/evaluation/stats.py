@@ -107,6 +107,13 @@ def _interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(ordered[k]), float(ordered[ordered.size - 1 - k])
 
 
+def percentile_interval(samples: Sequence[float], confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, float]:
+    """The percentile-bootstrap interval of already resampled statistics (e.g. a study's win rates, which
+    resample clusters of votes): the same order statistics every other interval of egoframe uses."""
+    _check(confidence, 1)
+    return _interval(np.asarray(samples, dtype=np.float64).reshape(-1), confidence)
+
+
 def _percentile_p(samples: np.ndarray) -> float:
     """Two-sided bootstrap percentile test of "mean = 0": twice the smaller share of resamples on either side."""
     below = int(np.sum(samples <= 0.0))

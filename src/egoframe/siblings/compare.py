@@ -47,8 +47,8 @@ FIXED_SETTINGS = {"system", "stage", "root", "split", "out_dir", "init_from"}
 class CompareConfig:
     data: str  # curated (+ enriched) world pairs with a test split
     world: str
-    oracle: str  # `egoframe oracle train` output
     out_dir: str
+    oracle: str | None = None  # `egoframe oracle train` output; None: the shipped oracle
     report_dir: str | None = None  # REPORT.md + PNGs; None: out_dir/report
     systems: list[str] = field(default_factory=lambda: list(SYSTEMS))
     lego: str | None = None  # a LEGO model directory to add as a column (fed the action label)
@@ -72,7 +72,10 @@ class CompareConfig:
             return value if value is not None else (small if self.small else full)
 
         out = CompareConfig(**asdict(self))
-        out.data, out.world, out.oracle = (os.path.abspath(p) for p in (self.data, self.world, self.oracle))
+        from egoframe.evaluation.oracle import resolve_oracle
+
+        out.data, out.world = (os.path.abspath(p) for p in (self.data, self.world))
+        out.oracle = os.path.abspath(resolve_oracle(self.oracle))
         out.out_dir = os.path.abspath(self.out_dir)
         out.lego = os.path.abspath(self.lego) if self.lego else None
         out.report_dir = os.path.abspath(self.report_dir or os.path.join(self.out_dir, "report"))

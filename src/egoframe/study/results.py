@@ -159,11 +159,12 @@ def results_from_votes(study_name: str, interface: str, methods: list[str], rows
         idx = rng.integers(0, len(samples), size=(n_bootstrap, len(samples)))  # (B, S)
         with np.errstate(invalid="ignore", divide="ignore"):
             boot = wins[idx].sum(1) / shown[idx].sum(1)  # (B, M)
-        alpha = (1 - confidence) / 2
+        from egoframe.evaluation.stats import percentile_interval
+
         for j in range(len(methods)):
             col = boot[:, j][~np.isnan(boot[:, j])]
             if col.size:
-                low[j], high[j] = np.quantile(col, [alpha, 1 - alpha])
+                low[j], high[j] = percentile_interval(col, confidence)
     method_results = [MethodResult(m, float(point[j]), float(low[j]), float(high[j]), int(total_wins[j]),
                                    int(total_shown[j])) for j, m in enumerate(methods)]
     kappa, n_items = fleiss_kappa(_kappa_table(kept, interface))
