@@ -50,17 +50,25 @@ def evaluate(
     frame_stride: int = typer.Option(3, "--frame-stride", min=1),
     max_videos: Optional[int] = typer.Option(None, "--max-videos"),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the full report here (JSON)."),
+    robustness: bool = typer.Option(True, "--robustness/--no-robustness",
+                                    help="Also score degraded targets and garbage frames of fresh simulated videos."),
 ) -> None:
-    from egoframe.evaluation.oracle import OracleReader, video_report
+    from egoframe.evaluation.oracle import OracleReader, robustness_report, video_report
     from egoframe.utils.checkpoint import atomic_write_json
 
     if split not in ("train", "test", "all"):
         raise typer.BadParameter("--split must be train, test or all")
-    report = video_report(OracleReader.load(oracle), str(world), frame_stride=frame_stride, max_videos=max_videos,
-                          split=split)
+    reader = OracleReader.load(oracle)
+    report = video_report(reader, str(world), frame_stride=frame_stride, max_videos=max_videos, split=split)
+    if robustness:
+        from egoframe.world import WorldManifest
+
+        # simulated videos of the same world seed, numbered after the world's own (so: new scenes)
+        report["robustness"] = robustness_report(reader, seed=WorldManifest.load(str(world)).config.seed + 1_000_003)
     if out:
         atomic_write_json(str(out), report)
-    typer.echo(json.dumps(_summary(report), indent=1))
+    typer.echo(json.dumps({**_summary(report), **({"robustness": report["robustness"]} if robustness else {})},
+                          indent=1))
 
 
 def _summary(report: dict) -> dict:
