@@ -37,6 +37,9 @@ def test_eval_world_writes_the_protocol_summary_and_resumes(small_oracle, tmp_pa
             lo, hi = entry[f"{key}_ci"]
             assert lo <= entry[key] <= hi
     assert [c["a"] + "-" + c["b"] for c in on_disk["comparisons"]] == ["label-copy"]
+    passes = on_disk["methods"]["copy"]["passes"]
+    assert passes["pairs_with_unchanged_true_states"] == 0  # curation's truth filter dropped any such pair
+    assert passes["total"] == passes["reader_errors"] + passes["true_states_unchanged"]
     assert (out / "report.md").is_file() and (out / "grid.png").is_file()
     # generated frames are at the input's size (128 px), whatever size the model works at
     from PIL import Image

@@ -257,6 +257,17 @@ def _score(config: EvalWorldConfig, samples, world: str, oracle_dir: str) -> dic
                 "value": float(np.mean([x for x, s in zip(per_sample[m]["action_success"], samples)
                                         if s.extra["verb"] == v]))} for v in verbs}
         methods[m] = entry
+    if "copy" in per_sample:
+        # why a copied input passes: its pair's true states show no change (timing / curation), or the reader errs
+        from egoframe.world.facts import unchanged_pair
+
+        unchanged = [unchanged_pair(scorer.world, s.extra["video_id"], s.extra["verb"], int(s.extra["input_frame"]),
+                                    int(s.extra["target_frame"])) for s in samples]
+        passed = [bool(x) for x in per_sample["copy"]["action_success"]]
+        methods["copy"]["passes"] = {"total": sum(passed), "true_states_unchanged": sum(p and u for p, u in
+                                                                                      zip(passed, unchanged)),
+                                     "reader_errors": sum(p and not u for p, u in zip(passed, unchanged)),
+                                     "pairs_with_unchanged_true_states": sum(unchanged)}
     comparisons = []
     pairs = [(m, "copy") for m in config.methods if m in GENERATED and "copy" in config.methods]
     if "vllm" in config.methods and "label" in config.methods:
@@ -319,6 +330,11 @@ def _write_report(config: EvalWorldConfig, summary: dict, samples) -> None:
         n = summary["methods"][cols[0]]["action_success_per_verb"][v]["n"]
         lines.append(f"| {v} | {n} | " + " | ".join(
             f"{100 * summary['methods'][m]['action_success_per_verb'][v]['value']:.0f}" for m in cols) + " |")
+    passes = summary["methods"].get("copy", {}).get("passes")
+    if passes:
+        lines += ["", f"Copied inputs that pass: {passes['total']} of {summary['n']}: {passes['true_states_unchanged']} "
+                  f"because the pair's true states show no change ({passes['pairs_with_unchanged_true_states']} such "
+                  f"pairs in all), {passes['reader_errors']} reader errors."]
     if summary.get("model_resolution"):
         lines += ["", f"The model generates at {summary['model_resolution']} px; its frames are resized to the "
                   "input's size before scoring."]
