@@ -114,8 +114,12 @@ def test_missing_oracle_and_world_columns_are_clear_errors(tmp_path, oracle_dir,
     from egoframe.evaluation.generation_set import Sample, write_generation_set
     from egoframe.evaluation.runner import EvalConfig, MetricWeights, evaluate_folder
 
-    with pytest.raises(MissingWeightsError, match="--oracle"):
-        OracleReader.load(None)
+    import egoframe.evaluation.oracle as oracle_module
+
+    with pytest.MonkeyPatch.context() as mp:  # an install without the shipped oracle says what to pass
+        mp.setattr(oracle_module, "SHIPPED_ORACLE", str(tmp_path / "no-shipped-oracle"))
+        with pytest.raises(MissingWeightsError, match="--oracle"):
+            OracleReader.load(None)
     with pytest.raises(MissingWeightsError, match="oracle.safetensors"):
         OracleReader.load(str(tmp_path))
     img = tmp_path / "a.png"
@@ -125,7 +129,7 @@ def test_missing_oracle_and_world_columns_are_clear_errors(tmp_path, oracle_dir,
     config = EvalConfig(metrics=["action-success"], weights=MetricWeights(oracle=oracle_dir, world=tiny_world))
     with pytest.raises(InputError, match="video_id"):
         evaluate_folder(tmp_path, config=config)
-    with pytest.raises(MissingWeightsError):
+    with pytest.raises(InputError, match="--world"):  # the shipped oracle needs the world's true states
         evaluate_folder(tmp_path, config=EvalConfig(metrics=["state-acc"]))
 
 

@@ -82,6 +82,8 @@ class OracleConfig:
     hidden_hand_prob: float = 0.06
     garbage_prob: float = 0.05
     checkpoint_every: int = 250  # "stream" source: steps between resumable checkpoints
+    global_pool: bool = True  # the MLP also reads per-channel max / mean of the map (see build_model)
+    data_workers: int = 2  # "stream" source: processes rendering batches beside the training loop
     seed: int = 0
     threads: int | None = None
     heads: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in HEADS.items()})
@@ -101,6 +103,8 @@ class OracleConfig:
         if unknown:
             raise InputError(f"oracle config: unknown keys {unknown}")
         row = dict(row)
+        row.setdefault("global_pool", False)  # oracles saved before the option read the flattened map only
+        row.setdefault("data_workers", 1)
         row["channels"] = tuple(row.get("channels", (32, 64, 96, 128)))
         if "heads" in row:
             row["heads"] = _ordered_heads(row["heads"])
@@ -142,7 +146,12 @@ def _ordered_heads(heads) -> dict[str, list[str]]:
 
 
 def build_model(config: OracleConfig):
-    """A plain CNN: stride-2 conv blocks, then an MLP over the flattened (spatial) map, one logit per class."""
+    """A plain CNN: stride-2 conv blocks, then an MLP over the flattened (spatial) map, one logit per class.
+
+    With ``global_pool`` the MLP also sees the map's per-channel max and mean over all positions: facts that
+    hold anywhere in the frame (is there a white bowl, is the blue cup filled, how many tomatoes are cut) are
+    read by one detector wherever the object lies, instead of one learned per position.
+    """
     import torch
     from torch import nn
 
@@ -154,8 +163,23 @@ def build_model(config: OracleConfig):
     side = config.resolution // 2 ** len(config.channels)
     n_out = sum(len(v) for v in config.heads.values())
     # Flattening (not pooling) keeps where things are: object places and which hand is which need it.
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * side * side, config.hidden), nn.ReLU(inplace=True),
-                         nn.Dropout(0.1), nn.Linear(config.hidden, n_out)).to(torch.float32)
+    if not config.global_pool:
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * side * side, config.hidden),
+                             nn.ReLU(inplace=True), nn.Dropout(0.1), nn.Linear(config.hidden, n_out)).to(torch.float32)
+
+    class Reader(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(*layers)
+            self.head = nn.Sequential(nn.Linear(c_in * side * side + 2 * c_in, config.hidden), nn.ReLU(inplace=True),
+                                      nn.Dropout(0.1), nn.Linear(config.hidden, n_out))
+
+        def forward(self, x):
+            f = self.features(x)  # (B, C, S, S)
+            pooled = torch.cat([f.flatten(1), f.amax(dim=(2, 3)), f.mean(dim=(2, 3))], dim=1)
+            return self.head(pooled)
+
+    return Reader().to(torch.float32)
 
 
 def _split_logits(logits, heads: dict[str, list[str]]):
@@ -449,8 +473,8 @@ def _train_on_stream(config: OracleConfig, progress: bool):
                                            rng_from_files, rng_to_files, save_tensors)
 
     if not config.threads:
-        # one core renders the next batches; torch threads beyond the rest only contend with it
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        # the data workers render the next batches; more torch threads would only contend with them
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - config.data_workers))
     torch.manual_seed(config.seed)
     model = build_model(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -486,7 +510,7 @@ def _train_on_stream(config: OracleConfig, progress: bool):
     bar = _bar(progress, config.steps, start)
     model.train()
     step = start
-    for x_uint8, labels in _prefetched(config, start, config.steps):
+    for x_uint8, labels in _prefetched(config, start, config.steps, workers=config.data_workers):
         x = torch.from_numpy(x_uint8).float() / 127.5 - 1.0
         labels = torch.from_numpy(labels)
         loss = _loss(model(x), labels, config.heads)

@@ -306,6 +306,9 @@ def plan_video(config: WorldConfig, video_index: int) -> VideoPlan:
     prev_end = 0
     for k in range(n_actions):
         opts = _options(rng, objects)
+        if not opts:
+            # both hands full and no free spot to put anything down (a crowded scene): the video ends here
+            break
         weights = np.array([w for w, *_ in opts])
         w, verb, noun, comps = opts[int(rng.choice(len(opts), p=weights / weights.sum()))]
         comp = comps[int(rng.integers(len(comps)))]
