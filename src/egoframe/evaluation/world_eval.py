@@ -321,7 +321,7 @@ def _write_report(config: EvalWorldConfig, summary: dict, samples) -> None:
             d = c["difference"]
             lines.append(f"| {c['a']} − {c['b']} | {100 * d['value']:+.1f} | [{100 * d['low']:+.1f}, "
                          f"{100 * d['high']:+.1f}] | {stats.format_p(c['p_value'], d['resamples'])} | "
-                         f"{c['p_holm']:.3g} | {100 * c['detectable']:.1f} |")
+                         f"{stats.format_p(c['p_holm'], d['resamples'])} | {100 * c['detectable']:.1f} |")
     verbs = sorted({v for e in summary["methods"].values() for v in e["action_success_per_verb"]})
     cols = list(summary["methods"])
     lines += ["", "Action success per verb (%):", "", "| verb | n | " + " | ".join(cols) + " |",
