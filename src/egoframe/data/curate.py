@@ -531,13 +531,11 @@ def _select(records: list[ActionRecord], config: CurationConfig) -> tuple[list[A
     kept, too_similar, too_different, unchanged = [], 0, 0, 0
     truth = None
     if config.truth_world:
-        from egoframe.world.facts import WorldStates
+        from egoframe.world.facts import WorldStates, unchanged_pair
 
         truth = WorldStates(config.truth_world)
     for rec in records:
         if truth is not None:
-            from egoframe.world.facts import unchanged_pair
-
             if unchanged_pair(truth, rec.video_id, rec.verb, rec.input_frame, rec.target_frame):
                 unchanged += 1
                 continue
