@@ -206,3 +206,18 @@ def test_stream_oracle_resumes_to_the_same_weights(tmp_path):
         for name in ("oracle.safetensors", "oracle_config.json", "oracle_report.json"):
             os.remove(killed / name)
         train_oracle(OracleConfig(**{**config(killed).__dict__, "lr": 1e-3}))
+
+
+def test_stream_oracle_can_start_from_another_oracle(tmp_path):
+    from egoframe.utils.checkpoint import load_tensors
+
+    small = dict(steps=2, resolution=32, channels=(8, 16), hidden=16, batch_size=8, threads=1, data_workers=1)
+    first = tmp_path / "first"
+    train_oracle(OracleConfig(out_dir=str(first), **small))
+    on = tmp_path / "on"
+    train_oracle(OracleConfig(out_dir=str(on), init_from=str(first), lr=1e-9, **small))
+    a, b = load_tensors(str(first / "oracle.safetensors")), load_tensors(str(on / "oracle.safetensors"))
+    # a near-zero learning rate keeps the starting weights (BatchNorm statistics move; weights barely)
+    assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-5) for k in a if "running" not in k and "num_batches" not in k)
+    with pytest.raises(InputError, match="another architecture"):
+        train_oracle(OracleConfig(out_dir=str(tmp_path / "bad"), init_from=str(first), **{**small, "hidden": 24}))

@@ -30,14 +30,17 @@ def train(
     max_videos: Optional[int] = typer.Option(None, "--max-videos", help="Use at most this many videos per split."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     seed: int = typer.Option(0, "--seed"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: cores - 1 for the stream)."),
+    lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate of the one-cycle schedule."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from this oracle's weights "
+                                             "(same architecture) and train on with a fresh schedule."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: cores - workers)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     from egoframe.evaluation.oracle import OracleConfig, train_oracle
 
     config = OracleConfig(source=source, world=str(world or ""), out_dir=str(out), steps=steps, resolution=resolution,
                           hidden=hidden, frame_stride=frame_stride, max_videos=max_videos, batch_size=batch_size,
-                          seed=seed, threads=threads)
+                          seed=seed, lr=lr, init_from=str(init_from or ""), threads=threads)
     report = train_oracle(config, progress=progress)
     typer.echo(json.dumps(_summary(report), indent=1))
     typer.echo(f"-> {out}")

@@ -84,6 +84,7 @@ class OracleConfig:
     checkpoint_every: int = 250  # "stream" source: steps between resumable checkpoints
     global_pool: bool = True  # the MLP also reads per-channel max / mean of the map (see build_model)
     data_workers: int = 2  # "stream" source: processes rendering batches beside the training loop
+    init_from: str = ""  # an oracle directory whose weights start this run (training on, with a fresh schedule)
     seed: int = 0
     threads: int | None = None
     heads: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in HEADS.items()})
@@ -105,6 +106,7 @@ class OracleConfig:
         row = dict(row)
         row.setdefault("global_pool", False)  # oracles saved before the option read the flattened map only
         row.setdefault("data_workers", 1)
+        row.setdefault("init_from", "")
         row["channels"] = tuple(row.get("channels", (32, 64, 96, 128)))
         if "heads" in row:
             row["heads"] = _ordered_heads(row["heads"])
@@ -477,6 +479,16 @@ def _train_on_stream(config: OracleConfig, progress: bool):
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - config.data_workers))
     torch.manual_seed(config.seed)
     model = build_model(config)
+    if config.init_from:
+        from egoframe.utils.checkpoint import load_tensors as _load
+
+        start_reader = OracleReader.load(config.init_from)
+        if start_reader.config.to_dict()["heads"] != config.to_dict()["heads"] or \
+                start_reader.config.global_pool != config.global_pool or \
+                tuple(start_reader.config.channels) != tuple(config.channels) or \
+                start_reader.config.hidden != config.hidden or start_reader.config.resolution != config.resolution:
+            raise InputError(f"--init-from {config.init_from} is an oracle of another architecture")
+        model.load_state_dict(_load(os.path.join(resolve_oracle(config.init_from), WEIGHTS_FILE)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps,
                                                    pct_start=0.1)
