@@ -19,7 +19,7 @@ from egoframe.evaluation.oracle import (
     state_facts,
     train_oracle,
 )
-from tests.evaluation.world_fixtures import tiny_world  # noqa: F401  (fixture)
+from tests.evaluation.world_fixtures import tiny_oracle, tiny_world  # noqa: F401  (fixtures)
 
 
 def _actions(world):
@@ -31,11 +31,8 @@ def _actions(world):
 
 
 @pytest.fixture(scope="module")
-def oracle_dir(tiny_world, tmp_path_factory):  # noqa: F811
-    out = str(tmp_path_factory.mktemp("oracle"))
-    train_oracle(OracleConfig(source="world", world=tiny_world, out_dir=out, steps=25, resolution=32,
-                              channels=(8, 16), hidden=32, frame_stride=15, batch_size=16))
-    return out
+def oracle_dir(tiny_oracle):  # noqa: F811
+    return tiny_oracle
 
 
 def test_facts_of_true_states_follow_each_action(tiny_world):  # noqa: F811

@@ -8,26 +8,17 @@ import os
 import pytest
 
 from egoframe.errors import InputError
-from egoframe.evaluation.oracle import OracleConfig, train_oracle
 from egoframe.evaluation.world_eval import EvalWorldConfig, run_eval_world
-from tests.evaluation.world_fixtures import tiny_world  # noqa: F401  (fixture)
+from tests.evaluation.world_fixtures import tiny_oracle, tiny_world  # noqa: F401  (fixtures)
 
 MODEL = os.path.join(os.path.dirname(__file__), "..", "..", "src", "egoframe", "assets", "default-model")
 pytestmark = pytest.mark.timeout(600)
 
 
-@pytest.fixture(scope="module")
-def small_oracle(tiny_world, tmp_path_factory):  # noqa: F811
-    out = str(tmp_path_factory.mktemp("oracle"))
-    train_oracle(OracleConfig(source="world", world=tiny_world, out_dir=out, steps=10, resolution=32,
-                              channels=(8, 16), hidden=16, frame_stride=20, batch_size=8))
-    return out
-
-
-def test_eval_world_writes_the_protocol_summary_and_resumes(small_oracle, tmp_path):
+def test_eval_world_writes_the_protocol_summary_and_resumes(tiny_oracle, tmp_path):  # noqa: F811
     out = tmp_path / "ew"
     config = EvalWorldConfig(model=MODEL, out=str(out), world_seed=11, videos=3, n=3, methods=("label", "copy"),
-                             steps=1, split="all", oracle=small_oracle, progress=False)
+                             steps=1, split="all", oracle=tiny_oracle, progress=False)
     summary = run_eval_world(config, say=lambda *_: None)
     on_disk = json.load(open(out / "summary.json"))
     assert on_disk["n"] == summary["n"] == 3 and on_disk["world_seed"] == 11

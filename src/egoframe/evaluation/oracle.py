@@ -473,6 +473,7 @@ def _train_on_stream(config: OracleConfig, progress: bool):
 
     from egoframe.utils.checkpoint import (atomic_write_json, load_tensors, optimizer_from_files, optimizer_to_files,
                                            rng_from_files, rng_to_files, save_tensors)
+    from egoframe.utils.progress import ProgressBar
 
     if not config.threads:
         # the data workers render the next batches; more torch threads would only contend with them
@@ -480,15 +481,16 @@ def _train_on_stream(config: OracleConfig, progress: bool):
     torch.manual_seed(config.seed)
     model = build_model(config)
     if config.init_from:
-        from egoframe.utils.checkpoint import load_tensors as _load
-
-        start_reader = OracleReader.load(config.init_from)
-        if start_reader.config.to_dict()["heads"] != config.to_dict()["heads"] or \
-                start_reader.config.global_pool != config.global_pool or \
-                tuple(start_reader.config.channels) != tuple(config.channels) or \
-                start_reader.config.hidden != config.hidden or start_reader.config.resolution != config.resolution:
+        origin_dir = resolve_oracle(config.init_from)
+        try:
+            with open(os.path.join(origin_dir, CONFIG_FILE)) as fh:
+                origin = OracleConfig.from_dict(json.load(fh))
+        except OSError:
+            raise MissingWeightsError(f"--init-from {origin_dir} is not an oracle directory (no {CONFIG_FILE})") from None
+        shape = lambda c: (c.to_dict()["heads"], c.global_pool, tuple(c.channels), c.hidden, c.resolution)  # noqa: E731
+        if shape(origin) != shape(config):
             raise InputError(f"--init-from {config.init_from} is an oracle of another architecture")
-        model.load_state_dict(_load(os.path.join(resolve_oracle(config.init_from), WEIGHTS_FILE)))
+        model.load_state_dict(load_tensors(os.path.join(origin_dir, WEIGHTS_FILE)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps,
                                                    pct_start=0.1)
@@ -519,46 +521,24 @@ def _train_on_stream(config: OracleConfig, progress: bool):
             "step": step, "losses": losses, "config": config.to_dict(), "optimizer": opt_rest,
             "schedule": schedule.state_dict(), "rng": rng_rest})
 
-    bar = _bar(progress, config.steps, start)
     model.train()
     step = start
-    for x_uint8, labels in _prefetched(config, start, config.steps, workers=config.data_workers):
-        x = torch.from_numpy(x_uint8).float() / 127.5 - 1.0
-        labels = torch.from_numpy(labels)
-        loss = _loss(model(x), labels, config.heads)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        step += 1
-        losses.append(round(float(loss.detach()), 5))
-        bar(step, losses[-1])
-        if step % config.checkpoint_every == 0 and step < config.steps:
-            save(step)
-    bar(None, None)
+    with ProgressBar(progress, "oracle", config.steps, start, fields={"loss": "-"}) as bar:
+        for x_uint8, labels in _prefetched(config, start, config.steps, workers=config.data_workers):
+            x = torch.from_numpy(x_uint8).float() / 127.5 - 1.0
+            loss = _loss(model(x), torch.from_numpy(labels), config.heads)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            step += 1
+            losses.append(round(float(loss.detach()), 5))
+            bar.update(step, loss=f"{losses[-1]:.4f}")
+            if step % config.checkpoint_every == 0 and step < config.steps:
+                save(step)
     tail = losses[-50:] or [float("nan")]
     return model, {"train_frames": config.steps * config.batch_size, "final_loss": float(np.mean(tail)),
                    "loss_curve": losses[:: max(1, len(losses) // 200)]}
-
-
-def _bar(enabled: bool, total: int, done: int):
-    """A rich progress bar as a function: bar(step, loss) advances it, bar(None, None) closes it."""
-    if not enabled:
-        return lambda step, loss: None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn("oracle"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                        TimeRemainingColumn())
-    progress.start()
-    task = progress.add_task("oracle", total=total, completed=done, loss="-")
-
-    def update(step, loss):
-        if step is None:
-            progress.stop()
-        else:
-            progress.update(task, completed=step, loss=f"{loss:.4f}")
-
-    return update
 
 
 def video_report(reader: OracleReader, world_dir: str, frame_stride: int = 6, max_videos: int | None = None,

@@ -179,7 +179,9 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
         steps = config.steps or shipped["num_inference_steps"]
         say(f"eval-world: generating {len(todo)} frames ({steps} steps, image {shipped['image_guidance_scale']} / "
             f"text {shipped['guidance_scale']}, guidance interval {tuple(shipped['guidance_interval'])})")
-        with _bar(config.progress, len(todo)) as advance:
+        from egoframe.utils.progress import ProgressBar
+
+        with ProgressBar(config.progress, "generating", len(todo)) as bar:
             for method in methods:
                 batch = [t for t in todo if t[2] == method]
                 for start in range(0, len(batch), config.batch_size):
@@ -201,30 +203,10 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
                         tmp = f"{path}.tmp.png"
                         image.save(tmp)
                         os.replace(tmp, path)
-                        advance()
+                        bar.advance()
         with open(os.path.join(root, "model_resolution.json"), "w") as fh:
             json.dump({"model_resolution": int(pipe.resolution), "steps": steps}, fh)
     return samples
-
-
-class _bar:
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total, self.progress = enabled, total, None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        self.progress.start()
-        task = self.progress.add_task("generating", total=self.total)
-        return lambda: self.progress.advance(task)
-
-    def __exit__(self, *exc):
-        if self.progress is not None:
-            self.progress.stop()
-        return False
 
 
 def _score(config: EvalWorldConfig, samples, world: str, oracle_dir: str) -> dict:
