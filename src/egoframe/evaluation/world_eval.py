@@ -221,7 +221,7 @@ def _score(config: EvalWorldConfig, samples, world: str, oracle_dir: str) -> dic
     per_sample: dict[str, dict[str, list[float]]] = {}
     targets = [np.asarray(load_image(s.target)) for s in samples]
     for m in columns:
-        images = [np.asarray(load_image(path_of(s, m))) for s in samples]
+        images = targets if m == "target" else [np.asarray(load_image(path_of(s, m))) for s in samples]
         success, accuracy = scorer.score(samples, images)
         per_sample[m] = {"action_success": success, "state_accuracy": accuracy,
                          "psnr": [min(psnr(i, t), 100.0) for i, t in zip(images, targets)],
