@@ -51,13 +51,22 @@ def vae_train(
     steps: int = typer.Option(600, "--steps", min=1),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     resolution: int = typer.Option(64, "--resolution", min=8),
+    channels: str = typer.Option("32,64", "--channels",
+                                 help="Widths of the levels; n levels downsample 2^(n-1)x (32,64,64: 128 px -> 32 x 32)."),
+    max_pairs: int = typer.Option(4000, "--max-pairs", min=1, help="Frames of at most this many pairs in memory."),
     seed: int = typer.Option(0, "--seed"),
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
+    from egoframe.errors import InputError
     from egoframe.training.vae import VaeTrainConfig, train_vae
 
+    try:
+        widths = tuple(int(c) for c in channels.split(","))
+    except ValueError:
+        raise InputError(f"--channels must be comma-separated integers, got {channels!r}") from None
     summary = train_vae(VaeTrainConfig(data=str(data), out_dir=str(out), steps=steps, batch_size=batch_size,
-                                       resolution=resolution, seed=seed), progress=not quiet)
+                                       resolution=resolution, seed=seed, vae_channels=widths, max_pairs=max_pairs),
+                        progress=not quiet)
     if summary.get("reused"):
         typer.echo(f"VAE already trained in {out}")
     else:

@@ -32,7 +32,10 @@ class VaeTrainConfig:
     kl_weight: float = 1e-6
     seed: int = 0
     checkpoint_every: int = 50  # a killed run resumes from the last of these
+    # one entry per level; n levels downsample 2^(n-1) x: (32, 64) turns 64 px into 32 x 32 latents,
+    # (32, 64, 64) turns 128 px into 32 x 32 (the same UNet cost at twice the frame size)
     vae_channels: tuple[int, ...] = (32, 64)
+    max_pairs: int | None = 4000  # frames of at most this many training pairs are held in memory (both frames)
 
 
 def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
@@ -57,7 +60,7 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
     if len(dataset) == 0:
         raise InputError(f"no training pairs in {config.data}")
     # Both frames of every pair: the VAE must reconstruct inputs and targets alike.
-    images = _all_frames(dataset)  # (N, 3, R, R)
+    images = _all_frames(dataset, config.max_pairs)  # (N, 3, R, R)
     tiny = TinyConfig(resolution=config.resolution, vae_channels=tuple(config.vae_channels))
     vae: AutoencoderKL = tiny_components(tiny, ablation="descriptions", seed=config.seed)["vae"]
     vae.train()
@@ -146,10 +149,15 @@ def _load_checkpoint(path, vae, optimizer, generator, config) -> int:
     return int(state["step"])
 
 
-def _all_frames(dataset) -> torch.Tensor:
+def _all_frames(dataset, max_pairs: int | None = None) -> torch.Tensor:
+    """Both frames of the first ``max_pairs`` pairs (spread over the data set when it holds more)."""
+    import numpy as np
+
+    n = len(dataset)
+    picks = range(n) if not max_pairs or n <= max_pairs else np.linspace(0, n - 1, max_pairs).round().astype(int)
     frames = []
-    for i in range(len(dataset)):
-        item = dataset[i]
+    for i in picks:
+        item = dataset[int(i)]
         frames.extend([item["input"], item["target"]])
     return torch.stack(frames)
 
