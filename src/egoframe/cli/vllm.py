@@ -144,5 +144,32 @@ def evaluate(
         report.write_text(json.dumps(data, indent=1))
 
 
+@vllm_app.command("ceiling")
+def ceiling(
+    data_dir: Path = typer.Argument(..., help="Curated, enriched data set whose held-out split is scored."),
+    train_data: Path = typer.Option(..., "--train", help="Enriched data set whose train split trains the classifier "
+                                                          "(e.g. `egoframe world pairs` output)."),
+    split: str = typer.Option("test", "--split", help="Held-out split of DATA_DIR (test | all)."),
+    steps: int = typer.Option(1500, "--steps", min=1),
+    max_train: int = typer.Option(20000, "--max-train", min=1, help="At most this many training pairs."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the scores (JSON) here."),
+    threads: int = typer.Option(2, "--threads"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """The reading ceiling: hand / object accuracy of a supervised classifier on the frames `vllm evaluate` scores."""
+    import json
+
+    from egoframe.vllm.ceiling import CeilingConfig, reading_ceiling
+
+    _threads(threads)
+    result = reading_ceiling(CeilingConfig(train_data=str(train_data), eval_data=str(data_dir), split=split,
+                                           steps=steps, max_train=max_train), progress=not quiet)
+    typer.echo(f"held-out pairs: {result['n']} (classifier trained on {result['train_pairs']} pairs)")
+    typer.echo(f"hand:   {result['hand_accuracy']:6.1%}   object: {result['object_accuracy']:6.1%}  "
+               "(the best a supervised reader of these frames did: the VLLM's ceiling)")
+    if report:
+        report.write_text(json.dumps(result, indent=1))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(vllm_app, name="vllm")

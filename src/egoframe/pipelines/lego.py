@@ -401,7 +401,10 @@ class LegoPipeline(DiffusionPipeline):
                 )
                 latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample
 
-        return LegoPipelineOutput(images=self.decode_latents(latents, output_type), notes=notes)
+        images = self.decode_latents(latents, output_type)
+        if output_type == "pil":
+            images = restore_sizes(images, input_sizes(image), n, notes)
+        return LegoPipelineOutput(images=images, notes=notes)
 
     def decode_latents(self, latents: torch.Tensor, output_type: str):
         """VAE-decode (B, 4, h, w) latents into PIL images, a uint8 (B, R, R, 3) array or a [-1, 1] tensor."""
@@ -472,6 +475,32 @@ class LegoPipeline(DiffusionPipeline):
             text_tokens if c.use_text_tokens else None,
             text_mask if c.use_text_tokens else None,
         )
+
+
+def input_sizes(image) -> list[tuple[int, int]] | None:
+    """(width, height) of each PIL input; None for a tensor input (its outputs stay at the model's size)."""
+    if isinstance(image, Image.Image):
+        return [image.size]
+    if isinstance(image, (list, tuple)) and all(isinstance(im, Image.Image) for im in image):
+        return [im.size for im in image]
+    return None
+
+
+def restore_sizes(images: list[Image.Image], sizes: list[tuple[int, int]] | None, per_input: int,
+                  notes: list[str]) -> list[Image.Image]:
+    """PIL outputs back at their input's size (bicubic), with a note for each one resized."""
+    if sizes is None:
+        return images
+    out = []
+    for k, im in enumerate(images):
+        size = sizes[k // per_input]
+        if im.size != size:
+            if k % per_input == 0:
+                notes.append(f"output {k // per_input}: made at {im.size[0]}x{im.size[1]}, resized back to the "
+                             f"input's {size[0]}x{size[1]}")
+            im = im.resize(size, Image.Resampling.BICUBIC)
+        out.append(im)
+    return out
 
 
 def _is_channels_last(module: torch.nn.Module) -> bool:

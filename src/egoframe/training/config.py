@@ -66,6 +66,11 @@ class OptimConfig(_Strict):
     # torch.compile the UNet (in place, so checkpoint keys are unchanged). Needs a C++ compiler on CPU and
     # costs a long first step.
     compile: bool = False
+    # Extra loss weight on the latent positions where input and target differ (the edit), a departure from
+    # LEGO's plain MSE: in an egocentric pair most of the frame is unchanged, so plain MSE mostly teaches
+    # copying. The weight map is 1 + change_weight on changed positions (dilated by one latent pixel), 1
+    # elsewhere, normalised to mean 1 per batch. 0 (the papers) turns it off.
+    change_weight: float = Field(0.0, ge=0)
 
 
 class DropoutConfig(_Strict):

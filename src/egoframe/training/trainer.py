@@ -344,6 +344,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                     frozen.prefetch(batch_indices(len(source), micro + 1, config.optim.batch_size, config.seed,
                                                   rank, world))
                 image_latents, mean, std = frozen.batch(idx, g, config.data.flip, config.data.crop_scale)
+                clean_latents = image_latents  # before classifier-free dropout zeroes some of them
                 b = len(idx)
                 z0 = (mean + std * torch.randn(mean.shape, generator=g)) * scaling  # (B, 4, h, w)
                 noise = torch.randn(z0.shape, generator=g)
@@ -375,7 +376,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                         vllm_text_mask=None if vllm is None else vllm.text_mask.to(device),
                         drop_vllm=drop_text.to(device),
                     )
-                loss = nn.functional.mse_loss(pred.float(), target.to(device).float()) / config.optim.grad_accum
+                err = (pred.float() - target.to(device).float()) ** 2
+                if config.optim.change_weight > 0:
+                    weight = change_weights(mean, clean_latents, config.optim.change_weight, scaling).to(device)
+                    loss = (err * weight).mean() / config.optim.grad_accum
+                else:
+                    loss = err.mean() / config.optim.grad_accum
                 last = k == config.optim.grad_accum - 1
                 if world > 1 and not last:
                     with accelerator.no_sync(denoiser):
@@ -464,6 +470,20 @@ def _record_digests(accelerator, denoiser, out_dir: str) -> None:
     digests = gather_object([h.hexdigest()])
     if accelerator.is_main_process:
         atomic_write_json(os.path.join(out_dir, "rank-digests.json"), {"world_size": len(digests), "digests": digests})
+
+
+def change_weights(target_latents: torch.Tensor, input_latents: torch.Tensor, change_weight: float,
+                   scaling: float, threshold: float = 0.25) -> torch.Tensor:
+    """(B, 1, h, w) loss weights: 1 + ``change_weight`` where the target's latent differs from the input's.
+
+    A position counts as changed when the channel-mean absolute difference of the unscaled latents exceeds
+    ``threshold`` latent standard deviations (1 / ``scaling``); the map is dilated by one position (the
+    edit's border) and normalised to mean 1 per sample, so the loss keeps its scale.
+    """
+    diff = (target_latents - input_latents).abs().mean(dim=1, keepdim=True) * scaling  # in latent std units
+    changed = nn.functional.max_pool2d((diff > threshold).float(), kernel_size=3, stride=1, padding=1)
+    weight = 1.0 + change_weight * changed
+    return weight / weight.mean(dim=(1, 2, 3), keepdim=True)
 
 
 def _mix(seed: int, micro: int, rank: int) -> int:

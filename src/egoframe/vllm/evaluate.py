@@ -43,7 +43,7 @@ def object_of(text: str, names: Sequence[str]) -> str | None:
     return best[2] if best else None
 
 
-def _norm(label: str) -> str:
+def normalise_label(label: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", label.lower().replace("_", " ")))
 
 
@@ -87,7 +87,7 @@ def score_descriptions(predicted: Sequence[str], truth: Sequence[str], nouns: Se
     """Hand/object accuracy of ``predicted`` against ``truth`` (same length), with chance levels."""
     if len(predicted) != len(truth) or len(truth) != len(nouns):
         raise InputError("predicted, truth and nouns must have the same length")
-    names = sorted({_norm(n) for n in object_names if _norm(n)})
+    names = sorted({normalise_label(n) for n in object_names if normalise_label(n)})
     hand_pairs, object_pairs = [], []
     uniform_object, per_noun = [], {}
     examples = []
@@ -98,7 +98,7 @@ def score_descriptions(predicted: Sequence[str], truth: Sequence[str], nouns: Se
             hand_pairs.append((gt_hand, pr_hand))
         if gt_obj:
             object_pairs.append((gt_obj, pr_obj))
-            head = _norm(noun).split()[-1:] or [""]
+            head = normalise_label(noun).split()[-1:] or [""]
             same_noun = [n for n in names if n.split()[-1] == head[0]] or names
             uniform_object.append(1 / len(same_noun))
             per_noun.setdefault(head[0], Counter())[gt_obj] += 1
