@@ -31,10 +31,10 @@ def test_example_frames_come_from_the_world():
 
 def test_generates_frame_and_baselines(models, frame):
     result = run_demo(models, frame, "take cup", steps=1, seed=3)
-    size = models.main.resolution
-    assert result.frame.size == (size, size)
+    size = frame.size  # made at the model's resolution, returned at the input's size
+    assert result.frame.size == size
     assert [caption for _, caption in result.baselines] == ["ip2p"]
-    assert result.baselines[0][0].size == (size, size)
+    assert result.baselines[0][0].size == size
     assert "no VLLM attached" in result.description
     # Same seed and same weights (the baseline here is the same directory): the same frame.
     assert np.array_equal(np.asarray(result.frame), np.asarray(result.baselines[0][0]))
