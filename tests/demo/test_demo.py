@@ -119,6 +119,6 @@ def test_gradio_app_builds_and_its_callback_runs(models, frame, tmp_path):
     # The click handler registered on the Generate button is the callback wired to run_demo.
     handler = next(fn for fn in app.fns.values() if getattr(fn, "name", "") == "on_generate").fn
     description, image, gallery, notes = handler(frame, "take cup", "", 1, 7.5, 1.5, 0, True)
-    assert image.size == (models.main.resolution,) * 2 and [c for _, c in gallery] == ["ip2p"]
+    assert image.size == frame.size and [c for _, c in gallery] == ["ip2p"]
     with pytest.raises(gr.Error, match="action is empty"):
         handler(frame, "", "", 1, 7.5, 1.5, 0, False)
