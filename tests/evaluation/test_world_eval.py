@@ -43,6 +43,10 @@ def test_eval_world_writes_the_protocol_summary_and_resumes(tiny_oracle, tmp_pat
     assert os.path.getmtime(out / "label" / f"{sample}.png") == stamp
     with pytest.raises(InputError, match="seed 11"):
         run_eval_world(EvalWorldConfig(**{**config.__dict__, "world_seed": 12}), say=lambda *_: None)
+    # the sampling used is recorded, and a rerun with other sampling refuses to mix its frames with these
+    assert on_disk["sampling"]["num_inference_steps"] == 1 and "Sampling: 1 steps" in (out / "report.md").read_text()
+    with pytest.raises(InputError, match="use another --out"):
+        run_eval_world(EvalWorldConfig(**{**config.__dict__, "guidance_scale": 4.0}), say=lambda *_: None)
 
 
 def test_eval_world_bad_input_is_one_line(tmp_path):
@@ -55,3 +59,9 @@ def test_eval_world_bad_input_is_one_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(InputError, match="unknown method"):
         EvalWorldConfig(model=MODEL, out=str(tmp_path), world_seed=1, methods=("magic",)).validate()
+    with pytest.raises(InputError, match="guidance-interval"):
+        EvalWorldConfig(model=MODEL, out=str(tmp_path), world_seed=1, guidance_interval=(0.8, 0.2)).validate()
+    result = subprocess.run([sys.executable, "-m", "egoframe.cli.main", "eval-world", "--model", MODEL, "--world-seed",
+                             "1", "--out", str(tmp_path / "o"), "--guidance-interval", "half"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "two fractions" in result.stderr and "Traceback" not in result.stderr

@@ -33,6 +33,12 @@ def eval_world(
     n: int = typer.Option(200, "--n", help="Held-out pairs to score (all when fewer)."),
     methods: str = typer.Option("vllm,annotation,label,copy", "--methods", help="Comma list of vllm,annotation,label,copy."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's sampling.json)."),
+    guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale",
+                                                   help="Text guidance s_T (default: the model's sampling.json)."),
+    image_guidance_scale: Optional[float] = typer.Option(None, "--image-guidance-scale",
+                                                         help="Image guidance s_I (default: sampling.json)."),
+    guidance_interval: Optional[str] = typer.Option(None, "--guidance-interval",
+                                                    help="a,b: guide on this fraction of the steps (default: sampling.json)."),
     split: str = typer.Option("test", "--split", help="test: the curated test split; all: every curated pair."),
     batch_size: int = typer.Option(8, "--batch-size"),
     seed: int = typer.Option(0, "--seed", help="Pair selection and per-pair noise seed."),
@@ -40,11 +46,21 @@ def eval_world(
     threads: Optional[int] = typer.Option(None, "--threads"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
+    from egoframe.errors import InputError
     from egoframe.evaluation.world_eval import EvalWorldConfig, run_eval_world
 
+    interval = None
+    if guidance_interval is not None:
+        try:
+            interval = tuple(float(x) for x in guidance_interval.split(","))
+        except ValueError:
+            interval = ()
+        if len(interval) != 2:
+            raise InputError(f"--guidance-interval takes two fractions a,b, got {guidance_interval!r}")
     summary = run_eval_world(EvalWorldConfig(
         model=str(model), out=str(out), world_seed=world_seed, videos=videos, n=n,
         methods=tuple(_split(methods) or ()), steps=steps, split=split, batch_size=batch_size, seed=seed,
+        guidance_scale=guidance_scale, image_guidance_scale=image_guidance_scale, guidance_interval=interval,
         oracle=str(oracle) if oracle else None, threads=threads, progress=progress), say=typer.echo)
     for name, e in summary["methods"].items():
         lo, hi = e["action_success_ci"]

@@ -42,6 +42,10 @@ class EvalWorldConfig:
     methods: tuple[str, ...] = METHODS
     split: str = "test"  # "test": the curated test split; "all": every curated pair (a world never trained on)
     steps: int | None = None  # None: the model's shipped sampling.json
+    # Sampling overrides (None: the model's sampling.json), for re-tuning a model's sampling on a tuning world
+    guidance_scale: float | None = None
+    image_guidance_scale: float | None = None
+    guidance_interval: tuple[float, float] | None = None
     batch_size: int = 8
     seed: int = 0  # pair selection and the per-pair noise seed
     oracle: str | None = None  # None: the shipped oracle
@@ -59,6 +63,14 @@ class EvalWorldConfig:
             raise InputError(f"--split must be 'test' or 'all', got {self.split!r}")
         if self.steps is not None and self.steps < 1:
             raise InputError("--steps must be >= 1")
+        for name in ("guidance_scale", "image_guidance_scale"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise InputError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if self.guidance_interval is not None:
+            lo, hi = self.guidance_interval
+            if not 0 <= lo < hi <= 1:
+                raise InputError(f"--guidance-interval must be two fractions 0 <= a < b <= 1, got {lo},{hi}")
         if not os.path.isdir(self.model):
             raise InputError(f"--model {self.model} is not a directory")
         return self
@@ -172,13 +184,20 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
                               generated={m: paths[m] for m in ("copy", *methods) if m in config.methods or m == "copy"},
                               extra={"video_id": rec.video_id, "input_frame": str(rec.input_frame),
                                      "target_frame": str(rec.target_frame), "verb": rec.verb}))
-    if todo:
+    sampling_file = os.path.join(root, "model_resolution.json")
+    if methods:  # generated methods: check (or record) the sampling even when every frame is already there
         pipe = load_pipeline(config.model)
         pipe.set_progress_bar_config(disable=True)
-        shipped = {**PAPER_SAMPLING, **(getattr(pipe, "sampling_defaults", {}) or {})}
-        steps = config.steps or shipped["num_inference_steps"]
-        say(f"eval-world: generating {len(todo)} frames ({steps} steps, image {shipped['image_guidance_scale']} / "
-            f"text {shipped['guidance_scale']}, guidance interval {tuple(shipped['guidance_interval'])})")
+        sampling = _sampling(config, pipe, PAPER_SAMPLING)
+        if os.path.isfile(sampling_file):
+            with open(sampling_file) as fh:
+                before = json.load(fh).get("sampling")
+            if before is not None and before != sampling:
+                raise InputError(f"{root} holds frames sampled with {before}, not {sampling}: use another --out")
+        steps = sampling["num_inference_steps"]
+        if todo:
+            say(f"eval-world: generating {len(todo)} frames ({steps} steps, image {sampling['image_guidance_scale']} / "
+                f"text {sampling['guidance_scale']}, guidance interval {tuple(sampling['guidance_interval'])})")
         from egoframe.utils.progress import ProgressBar
 
         with ProgressBar(config.progress, "generating", len(todo)) as bar:
@@ -192,9 +211,9 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
                                     else rec.action for _, rec, _, _ in chunk]
                     generators = [torch.Generator().manual_seed(config.seed + k) for k, _, _, _ in chunk]
                     result = pipe(frames, [rec.action for _, rec, _, _ in chunk], description=descriptions,
-                                  num_inference_steps=steps, image_guidance_scale=shipped["image_guidance_scale"],
-                                  guidance_scale=shipped["guidance_scale"],
-                                  guidance_interval=tuple(shipped["guidance_interval"]), generator=generators,
+                                  num_inference_steps=steps, image_guidance_scale=sampling["image_guidance_scale"],
+                                  guidance_scale=sampling["guidance_scale"],
+                                  guidance_interval=tuple(sampling["guidance_interval"]), generator=generators,
                                   progress=False)
                     for (_, _, _, path), frame, image in zip(chunk, frames, result.images):
                         if image.size != frame.size:
@@ -204,9 +223,20 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
                         image.save(tmp)
                         os.replace(tmp, path)
                         bar.advance()
-        with open(os.path.join(root, "model_resolution.json"), "w") as fh:
-            json.dump({"model_resolution": int(pipe.resolution), "steps": steps}, fh)
+        with open(sampling_file, "w") as fh:
+            json.dump({"model_resolution": int(pipe.resolution), "steps": steps, "sampling": sampling}, fh)
     return samples
+
+
+def _sampling(config: EvalWorldConfig, pipe, paper: dict) -> dict:
+    """The sampling settings used: the model's sampling.json (over the paper's), then the config's overrides."""
+    sampling = {**paper, **(getattr(pipe, "sampling_defaults", {}) or {})}
+    overrides = {"num_inference_steps": config.steps, "guidance_scale": config.guidance_scale,
+                 "image_guidance_scale": config.image_guidance_scale, "guidance_interval": config.guidance_interval}
+    sampling.update({k: v for k, v in overrides.items() if v is not None})
+    sampling["guidance_interval"] = [float(x) for x in sampling["guidance_interval"]]
+    return {k: sampling[k] for k in ("num_inference_steps", "guidance_scale", "image_guidance_scale",
+                                     "guidance_interval")}
 
 
 def _score(config: EvalWorldConfig, samples, world: str, oracle_dir: str) -> dict:
@@ -320,6 +350,10 @@ def _write_report(config: EvalWorldConfig, summary: dict, samples) -> None:
     if summary.get("model_resolution"):
         lines += ["", f"The model generates at {summary['model_resolution']} px; its frames are resized to the "
                   "input's size before scoring."]
+    if summary.get("sampling"):
+        sp = summary["sampling"]
+        lines += ["", f"Sampling: {sp['num_inference_steps']} steps, image guidance {sp['image_guidance_scale']}, text "
+                  f"guidance {sp['guidance_scale']} on the steps' fraction {tuple(sp['guidance_interval'])}."]
     lines += ["", "![grid](grid.png)", "",
               "Command: `egoframe eval-world --model " + config.model + f" --world-seed {config.world_seed} --videos "
               f"{config.videos} --n {config.n} --out {config.out}`"]

@@ -55,6 +55,11 @@ class OptimConfig(_Strict):
     grad_accum: int = Field(1, ge=1)
     max_steps: int = Field(1000, ge=1)  # optimizer steps
     warmup_steps: int = Field(0, ge=0)
+    # Cosine decay of the learning rate from step decay_start to max_steps, down to lr * final_lr_ratio
+    # (Loshchilov & Hutter 2017, SGDR's half-cosine without restarts). None keeps LEGO's constant rate. It
+    # is a function of the step, so a run resumed with a larger max_steps decays over the new length.
+    decay_start: int | None = Field(None, ge=0)
+    final_lr_ratio: float = Field(0.1, ge=0, le=1)
     grad_clip: float = Field(1.0, ge=0)  # 0 disables
     ema_decay: float = Field(0.9999, ge=0, lt=1)  # LEGO: 0.9999, with the usual warm-up for short runs
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"

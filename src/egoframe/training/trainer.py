@@ -141,6 +141,18 @@ def latest_checkpoint(out_dir: str) -> str | None:
     return os.path.join(root, done[-1]) if done else None
 
 
+def lr_factor(optim, step: int) -> float:
+    """The learning-rate multiplier at optimizer step `step`: linear warm-up, then constant (LEGO) or, from
+    optim.decay_start, a half cosine down to optim.final_lr_ratio at optim.max_steps."""
+    factor = min(1.0, (step + 1) / optim.warmup_steps) if optim.warmup_steps else 1.0
+    start = optim.decay_start
+    if start is not None and step >= start and optim.max_steps > start:
+        progress = min(1.0, (step - start) / (optim.max_steps - start))
+        floor = optim.final_lr_ratio
+        factor *= floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
 def save_checkpoint(out_dir, step, denoiser, optimizer, lr_scheduler, ema, config, keep: int) -> str:
     """Everything a resume needs, in a directory that appears atomically (tmp dir + rename)."""
     from egoframe.utils.checkpoint import atomic_write_json, optimizer_to_files, rng_to_files, save_tensors
@@ -305,8 +317,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         pipe.unet.compile()  # nn.Module.compile: in place, state_dict keys unchanged
     trainable = [p for p in denoiser.parameters() if p.requires_grad]
     optimizer = _optimizer(config, trainable)
-    warmup = config.optim.warmup_steps
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config.optim, s))
     ema = Ema(denoiser, config.optim.ema_decay)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
 
