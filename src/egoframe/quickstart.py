@@ -9,12 +9,11 @@ generation and a report with an image grid. Seconds per stage are printed at the
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from dataclasses import asdict, dataclass, field
 
 from egoframe.errors import InputError
+from egoframe.utils.stages import DONE_BEFORE, Stages
 
 
 @dataclass
@@ -53,20 +52,8 @@ def run_quickstart(config: QuickstartConfig, say=print) -> dict:
     out = config.out_dir
     os.makedirs(out, exist_ok=True)
     paths = {name: os.path.join(out, name) for name in ("world", "data", "vae", "vllm", "diffusion")}
-    timings_file = os.path.join(out, "timings.json")
-    if os.path.exists(timings_file):
-        with open(timings_file) as fh:
-            config.timings.update(json.load(fh))
-
-    def stage(name, fn):
-        start = time.time()
-        say(f"[{name}] ...")
-        result = fn()
-        if result != "done before":  # a stage finished by an earlier run keeps that run's time
-            config.timings[name] = round(time.time() - start, 1)
-        _write_json(timings_file, config.timings)
-        say(f"[{name}] {config.timings.get(name, 0.0):.0f} s")
-        return result
+    stages = Stages(out, say, config.timings)
+    stage = stages.run
 
     stage("world", lambda: _world(config, paths["world"]))
     stage("curate", lambda: _curate(config, paths["world"], paths["data"]))
@@ -80,8 +67,9 @@ def run_quickstart(config: QuickstartConfig, say=print) -> dict:
     stage("embed", lambda: _embed(paths["vllm"], paths["data"], cache))
     stage("diffusion", lambda: _diffusion(config, paths["data"], cache, vae_dir, paths["vllm"], paths["diffusion"]))
     summary = stage("report", lambda: write_report(config, paths["data"], os.path.join(paths["diffusion"], "model"), out))
-    summary["timings_s"] = dict(config.timings)
-    summary["total_s"] = round(sum(config.timings.values()), 1)
+    config.timings.update(stages.timings)
+    summary["timings_s"] = dict(stages.timings)
+    summary["total_s"] = stages.total
     _write_json(os.path.join(out, "summary.json"), summary)
     return summary
 
@@ -126,7 +114,7 @@ def _vllm(config: QuickstartConfig, data: str, out: str):
     from egoframe.vllm.train import VllmTrainConfig, latest_checkpoint, train_vllm
 
     if os.path.exists(os.path.join(out, "model", "config.json")):
-        return "done before"
+        return DONE_BEFORE
     train_vllm(VllmTrainConfig(data_dir=data, out_dir=out, max_steps=config.vllm_steps, epochs=100,
                                seed=config.seed, save_every=100),
                resume=latest_checkpoint(out) is not None, progress=config.progress)
@@ -145,7 +133,7 @@ def _diffusion(config: QuickstartConfig, data: str, cache: str, vae: str, vllm_d
     from egoframe.training.trainer import latest_checkpoint, train
 
     if os.path.exists(os.path.join(out, "model", "model_index.json")):
-        return "done before"
+        return DONE_BEFORE
     train_config = parse_config({
         "data": {"root": data, "resolution": config.resolution, "vllm_cache": cache},
         # v-prediction: a tiny model's epsilon errors at high noise become colour shifts (docs/embedded)

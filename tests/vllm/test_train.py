@@ -151,3 +151,35 @@ def test_pretrain_steps_only_from_scratch(dataset_dir, tmp_path, tiny_vllm_dir):
         _config(dataset_dir, tmp_path, pretrain_vision_steps=5, model_dir=tiny_vllm_dir)
     with pytest.raises(ConfigError):
         _config(dataset_dir, tmp_path, pretrain_vision_steps=-1)
+
+
+def test_action_conditioned_pretraining_reads_what_depends_on_the_action(tiny_vllm):
+    """Stage 0 with the action labels: when the word a description holds depends on the frame *and* the action
+    (which side's colour an action names), an image-only pooling head cannot fit it and the action-conditioned
+    one can: its loss ends clearly lower on the same frames, steps and seed."""
+    import copy
+
+    import numpy as np
+    from tests.vllm.vllm_testdata import synthetic_frame
+
+    from egoframe.vllm.pretrain import pretrain_vision_tower
+
+    rng = np.random.default_rng(0)
+    frames, descriptions, actions = [], [], []
+    for _ in range(48):
+        left, right = rng.choice(["red", "blue", "green"], size=2, replace=False)
+        frame = synthetic_frame(str(left), "left", size=32)
+        frame[:, 16:] = synthetic_frame(str(right), "left", size=32)[:, 16:]
+        side = rng.choice(["left", "right"])
+        frames.append(frame)
+        actions.append(f"take {side} thing")
+        descriptions.append(f"the person takes the {left if side == 'left' else right} thing.")
+    pixels = tiny_vllm.processor.image_processor(images=frames, return_tensors="pt")["pixel_values"]
+    losses = {}
+    for name, acts in (("image only", None), ("with action", actions)):
+        result = pretrain_vision_tower(copy.deepcopy(tiny_vllm), pixels, descriptions, steps=120, batch_size=24,
+                                       lr=3e-3, contrastive_weight=0.0, seed=0, actions=acts)
+        losses[name] = result.final_loss
+    assert losses["with action"] < 0.8 * losses["image only"], losses
+    with pytest.raises(ValueError, match="actions"):
+        pretrain_vision_tower(copy.deepcopy(tiny_vllm), pixels, descriptions, steps=1, actions=actions[:3])

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "egoframe.cli.generate",
     "egoframe.cli.train",
     "egoframe.cli.quickstart",
+    "egoframe.cli.recipe",
     "egoframe.cli.enrich",
     "egoframe.cli.evaluate",
     "egoframe.cli.vllm",

@@ -47,6 +47,9 @@ def train(
         None, "--pretrain-vision-steps", help="From scratch: steps of vision-tower pretraining on the training "
         "split's (frame, description) pairs before instruction tuning, tower frozen after (default 300; 0: none, "
         "the tower trains with the rest)."),
+    pretrain_vision_action: bool = typer.Option(
+        True, "--pretrain-vision-action/--no-pretrain-vision-action", help="Stage 0's pooling query also reads the "
+        "action label (the object a description names depends on the action, not only the frame)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     threads: int = typer.Option(2, "--threads", help="CPU threads for torch (0: torch's default)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -58,7 +61,8 @@ def train(
         data_dir=str(data_dir), out_dir=str(out), model_dir=str(model) if model else None, mode=mode,
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, lora_r=lora_r,
         lora_alpha=lora_alpha, gradient_checkpointing=gradient_checkpointing, precision=precision, device=device,
-        seed=seed, save_every=save_every, num_threads=threads or None, pretrain_vision_steps=pretrain_vision_steps)
+        seed=seed, save_every=save_every, num_threads=threads or None, pretrain_vision_steps=pretrain_vision_steps,
+        pretrain_vision_action=pretrain_vision_action)
     result = train_vllm(config, resume=resume, progress=not quiet)
     typer.echo(f"trained {result.steps} steps on {result.n_examples} examples in {result.seconds:.0f} s, "
                f"last loss {result.final_loss:.3f} -> {result.model_dir}")

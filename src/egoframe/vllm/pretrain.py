@@ -16,7 +16,14 @@ projector and the LLM learn to read it. The tiny model gets the same treatment, 
   image feature and a bag-of-n-grams embedding of the description, with descriptions that are identical
   in a batch counted as positives of each other;
 * the head reads exactly the features the projector will read (LLaVA's ``vision_feature_layer``, patch
-  tokens without CLS), pooled by one learned attention query; it is thrown away afterwards.
+  tokens without CLS), pooled by one learned attention query; it is thrown away afterwards;
+* with ``actions`` (the pairs' action labels), the query is the learned one plus an embedding of the
+  action's words: which cup a description names depends on the action ("take cup": the one the hand reaches
+  for) as much as on the frame, so an image-only head is asked for something the image alone cannot say
+  and the tower never learns the object cue (measured: object reading at chance). Conditioning the pooling
+  on the instruction is how the reading ceiling (``ceiling.py``: CNN + label) and instruction-aware query
+  poolers (BLIP-2's Q-Former with the instruction, InstructBLIP, Dai et al. 2023) read an image for a
+  question. The LLM sees the action in its prompt either way; only the pretraining head changes.
 
 Then (``train.py``) the tower is frozen and the projector + LLM are trained, LLaVA stage 1/2 style.
 Every step is a pure function of the seed and the data, so the stage is deterministic.
@@ -94,10 +101,12 @@ def _vision_features(vllm: "Vllm", pixel_values: "torch.Tensor") -> "torch.Tenso
 def pretrain_vision_tower(vllm: "Vllm", pixel_values: "torch.Tensor", descriptions: Sequence[str], *,
                           steps: int, batch_size: int = 64, lr: float = 2e-3, warmup_steps: int = 20,
                           contrastive_weight: float = 0.5, seed: int = 0,
+                          actions: Sequence[str] | None = None,
                           on_step: Callable[[int, float], None] | None = None) -> PretrainResult:
     """Train ``vllm``'s vision tower in place on (frame, description) pairs; see the module docstring.
 
-    ``pixel_values`` are the processor's outputs for the frames, (N, 3, H, W), aligned with ``descriptions``.
+    ``pixel_values`` are the processor's outputs for the frames, (N, 3, H, W), aligned with ``descriptions``
+    (and ``actions``, when given: then the pooling query depends on the action label).
     """
     import torch
     from torch import nn
@@ -124,7 +133,13 @@ def pretrain_vision_tower(vllm: "Vllm", pixel_values: "torch.Tensor", descriptio
         image_proj = nn.Linear(width, embed, bias=False)
         text_proj = nn.Linear(len(vocabulary), embed, bias=False)
         logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))  # CLIP's learned temperature
-    extra = nn.ModuleList([pool, norm, head, image_proj, text_proj]).to(device)
+        action_vocabulary = sorted({w for a in actions for w in _words(a)}) if actions is not None else []
+        action_proj = nn.Linear(max(1, len(action_vocabulary)), width, bias=False)
+    if actions is not None:
+        if len(actions) != len(descriptions):
+            raise ValueError(f"{len(actions)} actions for {len(descriptions)} descriptions")
+        action_bags = ngram_targets(actions, action_vocabulary)
+    extra = nn.ModuleList([pool, norm, head, image_proj, text_proj, action_proj]).to(device)
     params = [p for p in tower.parameters()] + list(extra.parameters()) + [query, logit_scale]
     for p in tower.parameters():
         p.requires_grad = True
@@ -146,7 +161,10 @@ def pretrain_vision_tower(vllm: "Vllm", pixel_values: "torch.Tensor", descriptio
             group["lr"] = lr * max(scale, 0.02)
         pixels = pixel_values[idx].to(device, dtype=next(tower.parameters()).dtype)
         tokens = _vision_features(vllm, pixels)
-        pooled, _ = pool(query.to(tokens.dtype).expand(tokens.shape[0], -1, -1), tokens, tokens)
+        queries = query.to(tokens.dtype).expand(tokens.shape[0], -1, -1)
+        if actions is not None:
+            queries = queries + action_proj(action_bags[idx].to(device, tokens.dtype))[:, None]
+        pooled, _ = pool(queries, tokens, tokens)
         pooled = norm(pooled[:, 0])
         y = targets[idx].to(device)
         loss = nn.functional.binary_cross_entropy_with_logits(head(pooled), y, pos_weight=pos_weight)

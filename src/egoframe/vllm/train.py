@@ -60,6 +60,9 @@ class VllmTrainConfig:
     pretrain_vision_steps: int | None = None
     pretrain_vision_lr: float = 2e-3
     pretrain_vision_batch_size: int = 64
+    # Stage 0's pooling query reads the action label too (pretrain.py): the object a description names depends
+    # on the action as well as the frame.
+    pretrain_vision_action: bool = True
     epochs: int = 3  # LEGO fine-tunes for 3 epochs
     max_steps: int | None = None  # stop earlier than `epochs` (counts optimizer steps)
     batch_size: int = 16
@@ -217,7 +220,8 @@ def _pretrain_vision(config: VllmTrainConfig, vllm: "Vllm", examples, images, pr
     try:
         result = pretrain_vision_tower(vllm, pixel_values, [e.description for e in examples], steps=steps,
                                        batch_size=config.pretrain_vision_batch_size, lr=config.pretrain_vision_lr,
-                                       seed=config.seed, on_step=on_step)
+                                       seed=config.seed, on_step=on_step,
+                                       actions=[e.action for e in examples] if config.pretrain_vision_action else None)
     finally:
         if bar is not None:
             bar.close()

@@ -1,0 +1,187 @@
+"""`egoframe recipe`: the shipped embedded default, made from nothing with one resumable command.
+
+The recipe of ``src/egoframe/assets/README.md`` as stages (a rerun skips what is finished and continues
+what was interrupted; seconds per stage are kept in ``timings.json``):
+
+pairs (``egoframe world pairs``: simulated (input, action, target) pairs with curation's frame rule) ->
+enrich (rule backend) -> VAE (the shipped one, or trained on the pairs) -> VLLM (instruction tuning from
+scratch, with stage-0 vision pretraining) -> embed (H_i, H_t cache) -> diffusion (the LEGO UNet) ->
+optionally ``eval-world`` on a world seed never used for anything else.
+
+The result is ``OUT/diffusion/model``: a complete model directory, what ``src/egoframe/assets/default-model``
+holds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+from egoframe.errors import InputError
+from egoframe.utils.stages import DONE_BEFORE, Stages
+
+
+@dataclass
+class RecipeConfig:
+    out_dir: str = "egoframe-default"
+    pairs: int = 24000
+    seed: int = 101  # the pairs' world seed (the shipped model's)
+    resolution: int = 64  # the frames the diffusion model sees (the pairs render at 128 px)
+    workers: int = 2
+    vae: str | None = None  # None: the shipped VAE; "train": train one on the pairs; else a VAE directory
+    vae_steps: int = 800
+    vllm_epochs: int = 2
+    vllm_pretrain_steps: int = 600
+    vllm_threads: int = 1
+    steps: int = 6800
+    batch_size: int = 32
+    lr: float = 5e-4
+    ema_decay: float = 0.999
+    change_weight: float = 4.0
+    decay_start: int | None = None  # cosine LR decay from this step (None: constant, as shipped)
+    unet_channels: tuple[int, ...] = (32, 64, 128)
+    eval_seed: int | None = None  # eval-world on this world seed at the end (None: no evaluation)
+    eval_videos: int = 150
+    eval_n: int = 200
+    progress: bool = True
+    timings: dict = field(default_factory=dict)
+
+    def validate(self) -> "RecipeConfig":
+        if self.pairs < 100:
+            raise InputError(f"--pairs must be >= 100, got {self.pairs}")
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise InputError("--steps and --batch-size must be >= 1 and --lr > 0")
+        if self.decay_start is not None and not 0 <= self.decay_start < self.steps:
+            raise InputError(f"--decay-start must be in [0, --steps), got {self.decay_start}")
+        if self.vae not in (None, "train") and not os.path.isfile(os.path.join(self.vae, "config.json")):
+            raise InputError(f"--vae {self.vae} is not a VAE directory (config.json): give one, 'train' or nothing")
+        if self.vae is None:
+            from egoframe.quickstart import shipped_vae_dir
+
+            if shipped_vae_dir() is None:
+                raise InputError("the shipped VAE is not installed: pass --vae train or --vae DIR")
+        return self
+
+
+def run_recipe(config: RecipeConfig, say=print) -> dict:
+    config.validate()
+    out = config.out_dir
+    os.makedirs(out, exist_ok=True)
+    paths = {name: os.path.join(out, name) for name in ("pool", "vae", "vllm", "diffusion", "eval")}
+    stages = Stages(out, say, config.timings)
+    pool, vllm_dir = paths["pool"], paths["vllm"]
+    cache = os.path.join(pool, "vllm_embeddings")
+    stages.run("pairs", lambda: _pairs(config, pool))
+    stages.run("enrich", lambda: _enrich(pool))
+    vae_dir = _vae_dir(config, paths["vae"])
+    if config.vae == "train":
+        stages.run("vae", lambda: _vae(config, pool, vae_dir))
+    stages.run("vllm", lambda: _vllm(config, pool, vllm_dir))
+    stages.run("embed", lambda: _embed(config, vllm_dir, pool, cache))
+    model_dir = os.path.join(paths["diffusion"], "model")
+    stages.run("diffusion", lambda: _diffusion(config, pool, cache, vae_dir, vllm_dir, paths["diffusion"]))
+    summary = {"model": model_dir, "config": {k: v for k, v in asdict(config).items() if k != "timings"}}
+    if config.eval_seed is not None:
+        summary["eval_world"] = stages.run("eval", lambda: _eval(config, model_dir, paths["eval"]))
+    summary["timings_s"] = dict(stages.timings)
+    summary["total_s"] = stages.total
+    from egoframe.utils.checkpoint import atomic_write_json
+
+    atomic_write_json(os.path.join(out, "summary.json"), summary)
+    return summary
+
+
+# ----------------------------------------------------------------------------------------- stages
+
+
+def _pairs(config: RecipeConfig, out: str):
+    from egoframe.world.pairs import write_pairs
+
+    write_pairs(out, n_pairs=config.pairs, seed=config.seed, resolution=2 * config.resolution,
+                workers=config.workers)
+
+
+def _enrich(data: str):
+    from egoframe.enrichment import enrich_dataset
+    from egoframe.enrichment.rules import RuleConfig
+
+    if os.path.isfile(os.path.join(data, "descriptions.parquet")):
+        return DONE_BEFORE
+    summary = enrich_dataset(data, backend="rules", rules=RuleConfig(surface="counter"))
+    if summary.failed:
+        raise InputError(f"{summary.failed} descriptions failed: see {data}/descriptions.parquet")
+
+
+def _vae_dir(config: RecipeConfig, trained: str) -> str:
+    if config.vae == "train":
+        return trained
+    if config.vae is None:
+        from egoframe.quickstart import shipped_vae_dir
+
+        return shipped_vae_dir()
+    return config.vae
+
+
+def _vae(config: RecipeConfig, data: str, out: str):
+    from egoframe.training.vae import VaeTrainConfig, train_vae
+
+    train_vae(VaeTrainConfig(data=data, out_dir=out, resolution=config.resolution, steps=config.vae_steps,
+                             seed=0), progress=config.progress)
+
+
+def _vllm(config: RecipeConfig, data: str, out: str):
+    from egoframe.vllm.train import VllmTrainConfig, latest_checkpoint, train_vllm
+
+    if os.path.exists(os.path.join(out, "model", "config.json")):
+        return DONE_BEFORE
+    train_vllm(VllmTrainConfig(data_dir=data, out_dir=out, epochs=config.vllm_epochs,
+                               pretrain_vision_steps=config.vllm_pretrain_steps, num_threads=config.vllm_threads,
+                               seed=0),
+               resume=latest_checkpoint(out) is not None, progress=config.progress)
+
+
+def _embed(config: RecipeConfig, vllm_dir: str, data: str, cache: str):
+    from egoframe.vllm.cache import build_embedding_cache
+    from egoframe.vllm.model import load_vllm
+
+    model = os.path.join(vllm_dir, "model")
+    build_embedding_cache(load_vllm(model), data, cache, batch_size=32, progress=config.progress, model_dir=model)
+
+
+def diffusion_config(config: RecipeConfig, data: str, cache: str, vae: str, vllm_dir: str, out: str):
+    """The training config of the recipe's diffusion stage (the shipped model's ``shipped.yaml``)."""
+    from egoframe.training.config import parse_config
+
+    optim = {"batch_size": config.batch_size, "max_steps": config.steps, "lr": config.lr,
+             "ema_decay": config.ema_decay, "warmup_steps": 50, "change_weight": config.change_weight}
+    if config.decay_start is not None:
+        optim["decay_start"] = config.decay_start
+    return parse_config({
+        "data": {"root": data, "resolution": config.resolution, "vllm_cache": cache},
+        "model": {"init": "tiny", "ablation": "lego", "vae": vae, "vllm": os.path.join(vllm_dir, "model"),
+                  "tiny": {"unet_norm_groups": 4, "unet_channels": list(config.unet_channels)},
+                  "prediction_type": "v_prediction"},
+        "optim": optim,
+        "log": {"out_dir": out, "checkpoint_every": 100, "num_samples": 8, "sample_every": 1000,
+                "sample_steps": 20, "sample_image_scale": 1.5, "sample_text_scale": 1.5},
+        "seed": 0,
+    })
+
+
+def _diffusion(config: RecipeConfig, data: str, cache: str, vae: str, vllm_dir: str, out: str):
+    from egoframe.training.trainer import latest_checkpoint, train
+
+    if os.path.exists(os.path.join(out, "model", "model_index.json")):
+        return DONE_BEFORE
+    train(diffusion_config(config, data, cache, vae, vllm_dir, out), resume=latest_checkpoint(out) is not None,
+          progress=config.progress)
+
+
+def _eval(config: RecipeConfig, model_dir: str, out: str) -> dict:
+    from egoframe.evaluation.world_eval import EvalWorldConfig, run_eval_world
+
+    summary = run_eval_world(EvalWorldConfig(model=model_dir, out=out, world_seed=config.eval_seed,
+                                             videos=config.eval_videos, n=config.eval_n, split="all",
+                                             progress=config.progress))
+    return {m: {"action_success": e["action_success"], "action_success_ci": e["action_success_ci"]}
+            for m, e in summary["methods"].items()}
