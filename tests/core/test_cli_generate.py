@@ -176,7 +176,7 @@ def test_guidance_interval_from_the_model_or_the_command_line(tiny_desc_dir, tmp
     code, _, err = run(args + ["--out", str(tmp_path / "a.png")], capsys)
     assert code == 0, err
     assert rows == [1, 1, 3, 3]  # the first half unguided (one UNet row), the second half guided (three)
-    assert "guidance_interval=[0.5, 1.0]" in err
+    assert "guidance_interval=(0.5, 1.0)" in err
     rows.clear()
     code, _, err = run(args + ["--guidance-interval", "0,1", "--out", str(tmp_path / "b.png")], capsys)
     assert code == 0 and rows == [3, 3, 3, 3]
@@ -194,3 +194,34 @@ def test_channels_last_flag_generates_the_same_frame(tiny_desc_dir, tmp_path, ca
     a = np.asarray(Image.open(tmp_path / "a.png"), dtype=np.int16)
     b = np.asarray(Image.open(tmp_path / "b.png"), dtype=np.int16)
     assert np.abs(a - b).max() <= 1  # float rounding of other kernels can flip a uint8 step at most
+
+
+def test_the_python_pipeline_samples_as_the_model_recommends_unless_told(tiny_desc_dir, tmp_path, monkeypatch):
+    """pipe(image, action) with no sampling arguments uses the model's sampling.json (a tiny model's guidance is
+    far below SD's), as `egoframe generate` does; explicit arguments win."""
+    import shutil
+
+    from diffusers import UNet2DConditionModel
+    from PIL import Image
+
+    from egoframe.pipelines.loading import load_pipeline
+
+    rows = []
+    forward = UNet2DConditionModel.forward
+
+    def spy(self, sample, *args, **kwargs):
+        rows.append(sample.shape[0])
+        return forward(self, sample, *args, **kwargs)
+
+    monkeypatch.setattr(UNet2DConditionModel, "forward", spy)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_desc_dir, model)
+    (model / "sampling.json").write_text(json.dumps({"num_inference_steps": 2, "guidance_interval": [0.5, 1.0]}))
+    pipe = load_pipeline(str(model))
+    image = Image.open(frame(tmp_path / "in.png")).convert("RGB")
+    pipe(image, "take cup", description="the person takes the cup.", progress=False)
+    assert rows == [1, 3]
+    rows.clear()
+    pipe(image, "take cup", description="the person takes the cup.", num_inference_steps=3,
+         guidance_interval=(0.0, 1.0), progress=False)
+    assert rows == [3, 3, 3]

@@ -48,7 +48,7 @@ def train(
         "split's (frame, description) pairs before instruction tuning, tower frozen after (default 300; 0: none, "
         "the tower trains with the rest)."),
     pretrain_vision_action: bool = typer.Option(
-        True, "--pretrain-vision-action/--no-pretrain-vision-action", help="Stage 0's pooling query also reads the "
+        False, "--pretrain-vision-action/--no-pretrain-vision-action", help="Stage 0's pooling query also reads the "
         "action label (the object a description names depends on the action, not only the frame)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     threads: int = typer.Option(2, "--threads", help="CPU threads for torch (0: torch's default)."),

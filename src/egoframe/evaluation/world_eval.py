@@ -163,7 +163,7 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
 
     from egoframe.evaluation.generation_set import Sample
     from egoframe.pipelines.loading import load_pipeline
-    from egoframe.pipelines.lego import PAPER_SAMPLING
+    from egoframe.pipelines.lego import choose_sampling
 
     root = config.out
     methods = [m for m in config.methods if m in GENERATED]
@@ -188,7 +188,10 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
     if methods:  # generated methods: check (or record) the sampling even when every frame is already there
         pipe = load_pipeline(config.model)
         pipe.set_progress_bar_config(disable=True)
-        sampling = _sampling(config, pipe, PAPER_SAMPLING)
+        sampling = choose_sampling(getattr(pipe, "sampling_defaults", None), {
+            "num_inference_steps": config.steps, "guidance_scale": config.guidance_scale,
+            "image_guidance_scale": config.image_guidance_scale, "guidance_interval": config.guidance_interval})
+        sampling["guidance_interval"] = list(sampling["guidance_interval"])  # as JSON keeps it
         if os.path.isfile(sampling_file):
             with open(sampling_file) as fh:
                 before = json.load(fh).get("sampling")
@@ -226,17 +229,6 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
         with open(sampling_file, "w") as fh:
             json.dump({"model_resolution": int(pipe.resolution), "steps": steps, "sampling": sampling}, fh)
     return samples
-
-
-def _sampling(config: EvalWorldConfig, pipe, paper: dict) -> dict:
-    """The sampling settings used: the model's sampling.json (over the paper's), then the config's overrides."""
-    sampling = {**paper, **(getattr(pipe, "sampling_defaults", {}) or {})}
-    overrides = {"num_inference_steps": config.steps, "guidance_scale": config.guidance_scale,
-                 "image_guidance_scale": config.image_guidance_scale, "guidance_interval": config.guidance_interval}
-    sampling.update({k: v for k, v in overrides.items() if v is not None})
-    sampling["guidance_interval"] = [float(x) for x in sampling["guidance_interval"]]
-    return {k: sampling[k] for k in ("num_inference_steps", "guidance_scale", "image_guidance_scale",
-                                     "guidance_interval")}
 
 
 def _score(config: EvalWorldConfig, samples, world: str, oracle_dir: str) -> dict:

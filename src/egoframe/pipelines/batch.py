@@ -185,12 +185,12 @@ def generate_rows(rows: list[GenerateRow], settings: GenerateSettings, pipe=None
 
 def resolve_sampling(pipe, settings: GenerateSettings, notes: list[str]) -> dict:
     """Explicit settings win; then the model's recommendation; then LEGO's published values."""
-    from egoframe.pipelines.lego import PAPER_SAMPLING
+    from egoframe.pipelines.lego import choose_sampling
 
     given = {"num_inference_steps": settings.steps, "image_guidance_scale": settings.image_guidance_scale,
              "guidance_scale": settings.guidance_scale, "guidance_interval": settings.guidance_interval}
     recommended = getattr(pipe, "sampling_defaults", {}) or {}
-    chosen = {k: v if v is not None else recommended.get(k, PAPER_SAMPLING[k]) for k, v in given.items()}
+    chosen = choose_sampling(recommended, given)
     from_model = [k for k, v in given.items() if v is None and k in recommended]
     if from_model:
         notes.append("sampling recommended by the model: " + ", ".join(f"{k}={chosen[k]}" for k in from_model))

@@ -73,6 +73,15 @@ PAPER_SAMPLING = {"num_inference_steps": 100, "image_guidance_scale": 7.5, "guid
                   "guidance_interval": (0.0, 1.0)}
 
 
+def choose_sampling(recommended: dict | None, given: dict) -> dict:
+    """The sampling settings to use: each given (not None) value, else the model's recommendation
+    (sampling.json), else the paper's (:data:`PAPER_SAMPLING`); keys are PAPER_SAMPLING's."""
+    shipped = {**PAPER_SAMPLING, **(recommended or {})}
+    out = {k: (given[k] if given.get(k) is not None else shipped[k]) for k in PAPER_SAMPLING}
+    out["guidance_interval"] = tuple(float(x) for x in out["guidance_interval"])
+    return out
+
+
 class LegoPipeline(DiffusionPipeline):
     """LEGO's frame generator. An optional VLLM (:meth:`attach_vllm`) writes the description and the
     VLLM embeddings on the fly when the caller gives only a frame and an action; it is saved beside the
@@ -311,16 +320,16 @@ class LegoPipeline(DiffusionPipeline):
         vllm_image_tokens: torch.Tensor | None = None,
         vllm_text_tokens: torch.Tensor | None = None,
         vllm_text_mask: torch.Tensor | None = None,
-        num_inference_steps: int = 100,
-        image_guidance_scale: float = 7.5,
-        guidance_scale: float = 1.5,
+        num_inference_steps: int | None = None,
+        image_guidance_scale: float | None = None,
+        guidance_scale: float | None = None,
         num_images_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
         long_text: str = "truncate",
         batch_branches: bool = True,
         progress: bool = True,
-        guidance_interval: tuple[float, float] = (0.0, 1.0),
+        guidance_interval: tuple[float, float] | None = None,
         strength: float = 1.0,
     ) -> LegoPipelineOutput:
         """Generate the frame(s) showing ``action`` carried out in ``image``.
@@ -332,6 +341,9 @@ class LegoPipeline(DiffusionPipeline):
         vllm_*: precomputed VLLM embeddings H_i (B, n_img, d_llm), H_t (B, N, d_llm) and mask (B, N),
                 required when the model conditions on them.
         guidance_scale is the text scale s_c, image_guidance_scale the image scale s_x (LEGO: 1.5 / 7.5).
+        num_inference_steps, the scales and guidance_interval left at None take the model's recommended
+        sampling (``sampling.json``, :attr:`sampling_defaults`), else the paper's (100 steps, 7.5 / 1.5, every
+        step guided): a small model wants far lower guidance than SD-1.5 does.
         guidance_interval: (lo, hi) fractions of the sampling steps that use guidance; step i of n is guided
                 when lo <= i / n < hi, the others use the conditional prediction ε(x,c) alone and cost a third
                 of a guided step (guidance limited to an interval: Kynkäänniemi et al., NeurIPS 2024).
@@ -341,6 +353,11 @@ class LegoPipeline(DiffusionPipeline):
                 layout survive the high-noise steps where a small model loses them.
         """
         notes: list[str] = []
+        sampling = self.resolve_sampling(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                         image_guidance_scale=image_guidance_scale,
+                                         guidance_interval=guidance_interval)
+        num_inference_steps, guidance_scale = sampling["num_inference_steps"], sampling["guidance_scale"]
+        image_guidance_scale, guidance_interval = sampling["image_guidance_scale"], sampling["guidance_interval"]
         if num_inference_steps < 1:
             raise InputError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         if num_images_per_prompt < 1:
@@ -405,6 +422,10 @@ class LegoPipeline(DiffusionPipeline):
         if output_type == "pil":
             images = restore_sizes(images, input_sizes(image), n, notes)
         return LegoPipelineOutput(images=images, notes=notes)
+
+    def resolve_sampling(self, **given) -> dict:
+        """Sampling settings: the given ones, then the model's sampling.json, then the paper's."""
+        return choose_sampling(self.sampling_defaults, given)
 
     def decode_latents(self, latents: torch.Tensor, output_type: str):
         """VAE-decode (B, 4, h, w) latents into PIL images, a uint8 (B, R, R, 3) array or a [-1, 1] tensor."""

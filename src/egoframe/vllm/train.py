@@ -61,8 +61,8 @@ class VllmTrainConfig:
     pretrain_vision_lr: float = 2e-3
     pretrain_vision_batch_size: int = 64
     # Stage 0's pooling query reads the action label too (pretrain.py): the object a description names depends
-    # on the action as well as the frame.
-    pretrain_vision_action: bool = True
+    # on the action as well as the frame. Off: measured no better (object 62.5 % vs 60.4 %, docs/embedded/LOG.md).
+    pretrain_vision_action: bool = False
     epochs: int = 3  # LEGO fine-tunes for 3 epochs
     max_steps: int | None = None  # stop earlier than `epochs` (counts optimizer steps)
     batch_size: int = 16
