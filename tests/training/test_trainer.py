@@ -178,3 +178,40 @@ def test_channels_last_trains_the_same_model_and_exports_it_loadable(pairs_dir, 
     a, b = load_pipeline(models[False]).unet.state_dict(), load_pipeline(models[True]).unet.state_dict()
     assert a.keys() == b.keys()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+
+
+def test_a_resumed_run_loads_its_latents_instead_of_encoding_again(pairs_dir, tmp_path, monkeypatch):
+    """The precomputed VAE latents are kept in OUT/latents.safetensors with what they were made from; a resume
+    with the same data and VAE loads them (no frame is encoded again) and trains exactly as an uninterrupted
+    run; other data (another key) encodes again."""
+    from egoframe.training import trainer
+
+    straight = train_config(pairs_dir, tmp_path / "a", ablation="descriptions", max_steps=4)
+    straight.log.num_samples = 0
+    train(straight, progress=False)
+    first = train_config(pairs_dir, tmp_path / "b", ablation="descriptions", max_steps=2)
+    first.log.num_samples = 0
+    train(first, progress=False)
+    cache = tmp_path / "b" / trainer.LATENT_CACHE
+    assert cache.is_file()
+
+    def refuse(*_a, **_k):
+        raise AssertionError("encoded frames again although the latent cache matches")
+
+    monkeypatch.setattr(trainer._Frozen, "encode", refuse)
+    more = first.model_copy(deep=True)
+    more.optim.max_steps = 4
+    train(more, resume=True, progress=False)
+    assert _loss_values(tmp_path / "b") == _loss_values(tmp_path / "a")
+    # a cache made from other data is not used
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(cache))
+    with safe_open(str(cache), framework="pt") as fh:
+        key = json.loads(fh.metadata()["key"])
+    save_file(tensors, str(cache), metadata={"key": json.dumps({**key, "items": key["items"] + 1})})
+    again = more.model_copy(deep=True)
+    again.optim.max_steps = 5
+    with pytest.raises(AssertionError, match="encoded frames again"):
+        train(again, resume=True, progress=False)

@@ -253,16 +253,21 @@ class _Frozen:
         return image_latents, posterior.mean, posterior.std
 
     @torch.no_grad()
-    def prepare(self, use_label: bool, chunk: int = 32) -> None:
+    def prepare(self, use_label: bool, chunk: int = 32, cache_file: str | None = None, key: str = "") -> None:
         """Encode every item and text once, in index order and fixed chunks.
 
         Doing it up front (not lazily per batch) keeps each item's latent independent of which items
-        happened to share its encoder batch, so a resumed run sees bit-identical inputs.
+        happened to share its encoder batch, so a resumed run sees bit-identical inputs. With
+        ``cache_file`` the latents are saved there (safetensors) with ``key`` (what they were made from), and a
+        resumed run whose key matches loads them instead of decoding and encoding every frame again
+        (minutes for tens of thousands of pairs on a CPU).
         """
         texts = sorted({self.source.texts(i)[0 if use_label else 1] for i in range(len(self.source))} | {""})
         for start in range(0, len(texts), 64):
             self.text_states(texts[start:start + 64])
         if not self.precompute:
+            return
+        if cache_file and self._load(cache_file, key):
             return
         for start in range(0, len(self.source), chunk):
             todo = list(range(start, min(start + chunk, len(self.source))))
@@ -270,6 +275,40 @@ class _Frozen:
             enc = self.encode(torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]))
             for k, i in enumerate(todo):
                 self.latents[i] = tuple(e[k].cpu() for e in enc)
+        if cache_file:
+            self._save(cache_file, key)
+
+    def _save(self, path: str, key: str) -> None:
+        from safetensors.torch import save_file
+
+        n = len(self.source)
+        tensors = {name: torch.stack([self.latents[i][j] for i in range(n)]).contiguous()
+                   for j, name in enumerate(LATENT_PARTS)}
+        tmp = f"{path}.tmp-{os.getpid()}"
+        save_file(tensors, tmp, metadata={"key": key})
+        os.replace(tmp, path)
+
+    def _load(self, path: str, key: str) -> bool:
+        from safetensors import safe_open
+
+        if not os.path.isfile(path):
+            return False
+        try:
+            with safe_open(path, framework="pt") as fh:
+                if (fh.metadata() or {}).get("key") != key:
+                    logger.info("latent cache %s was made from other data or another VAE: encoding again", path)
+                    return False
+                parts = [fh.get_tensor(name) for name in LATENT_PARTS]
+        except Exception as err:  # a torn or foreign file: encode again, it is only a cache
+            logger.warning("latent cache %s unreadable (%s): encoding again", path, err)
+            return False
+        if any(p.shape[0] != len(self.source) for p in parts):
+            return False
+        for i in range(len(self.source)):
+            self.latents[i] = tuple(p[i] for p in parts)
+        logger.info("loaded %d items' latents from %s", len(self.source), path)
+        return True
+
 
     def batch(self, indices: list[int], generator: torch.Generator, flip: bool, crop_scale: float):
         from egoframe.training.data import augment
@@ -281,6 +320,29 @@ class _Frozen:
         x_in, x_tg = augment(torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]),
                              generator, flip, crop_scale)
         return tuple(e.cpu() for e in self.encode(x_in, x_tg))
+
+
+LATENT_PARTS = ("image_latents", "target_mean", "target_std")
+LATENT_CACHE = "latents.safetensors"
+
+
+def latent_cache_key(config: "TrainConfig", pipe, n_items: int) -> str:
+    """What a run's latents are a function of: the data set (its pairs file), the frame size, the items and
+    the VAE's weights (a checksum of its parameters)."""
+    import hashlib
+
+    from egoframe.data.records import RECORDS_FILE
+
+    records = os.path.join(config.data.root, RECORDS_FILE)
+    stat = os.stat(records) if os.path.exists(records) else None
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, param in sorted(pipe.vae.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(f"{float(param.double().sum()):.10e}".encode())
+    return json.dumps({"root": os.path.abspath(config.data.root), "resolution": config.data.resolution,
+                       "items": n_items, "records": [stat.st_size, stat.st_mtime_ns] if stat else None,
+                       "vae": digest.hexdigest()[:16]}, sort_keys=True)
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -335,7 +397,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     frozen = _Frozen(pipe, source, precompute=config.data.precompute and not config.data.flip
                      and config.data.crop_scale >= 1.0, workers=config.data.num_workers)
     use_label = pipe.conditioning.config.text_source == "label"
-    frozen.prepare(use_label)
+    frozen.prepare(use_label, cache_file=os.path.join(out_dir, LATENT_CACHE) if accelerator.is_main_process
+                   and accelerator.num_processes == 1 else None,
+                   key=latent_cache_key(config, pipe, len(source)))
     null_state = frozen.text_states([""])[0]
     scaling = pipe.vae.config.scaling_factor
     d = config.dropout
