@@ -52,3 +52,25 @@ def test_shipped_model_outputs_at_the_inputs_size_and_is_pinned():
     assert np.abs(got - np.array(PINNED_BLOCKS)).max() < 6.0, np.round(got, 1).tolist()
     # not noise, not a flat frame: the output keeps the input's layout
     assert np.abs(got - _blocks(image)).mean() < 25.0
+
+
+def test_shipped_model_draws_no_doubled_or_detached_arm_on_the_examples():
+    """On the six shipped examples (the model's own sampling, seed 0), every generated frame shows as many arms
+    as its input or target at most, and no piece of sleeve that does not reach the frame's border (a doubled
+    or smeared-off arm): egoframe.evaluation.parts.count_arms, exact on rendered frames."""
+    import csv
+
+    from egoframe.evaluation.parts import count_arms
+    from egoframe.pipelines.loading import load_pipeline
+
+    pipe = load_pipeline(default_model_dir())
+    pipe.set_progress_bar_config(disable=True)
+    rows = list(csv.DictReader(open(os.path.join(EXAMPLES, "examples.csv"))))
+    frames = [Image.open(os.path.join(EXAMPLES, r["image"])).convert("RGB") for r in rows]
+    out = pipe(frames, [r["action"] for r in rows], description=[r["description"] for r in rows],
+               generator=[torch.Generator().manual_seed(0) for _ in rows], progress=False)
+    for row, frame, generated in zip(rows, frames, out.images):
+        target = Image.open(os.path.join(EXAMPLES, row["target"])).convert("RGB")
+        got = count_arms(generated)
+        allowed = max(count_arms(frame).arms, count_arms(target).arms)
+        assert got.sleeve_blobs == got.arms <= allowed, (row["action"], got, allowed)
