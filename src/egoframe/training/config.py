@@ -102,7 +102,17 @@ class LogConfig(_Strict):
     sample_steps: int = Field(20, ge=1)
     sample_image_scale: float = 1.5  # small models want far less guidance than the paper's 7.5 / 1.5
     sample_text_scale: float = 1.5
+    # fractions of the sampling steps that are guided (Kynkäänniemi et al. 2024); with the steps and the two
+    # scales it is the sampling the exported model recommends (its sampling.json)
+    sample_guidance_interval: tuple[float, float] = (0.0, 1.0)
     tensorboard: bool = True  # used when the package is installed
+
+    @model_validator(mode="after")
+    def _interval(self) -> "LogConfig":
+        lo, hi = self.sample_guidance_interval
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"sample_guidance_interval must satisfy 0 <= lo <= hi <= 1, got ({lo}, {hi})")
+        return self
 
 
 class TrainConfig(_Strict):

@@ -514,7 +514,8 @@ def export_model(pipe, ema, denoiser, config: TrainConfig) -> str:
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.sampling_defaults = {"num_inference_steps": config.log.sample_steps,
                               "image_guidance_scale": config.log.sample_image_scale,
-                              "guidance_scale": config.log.sample_text_scale}
+                              "guidance_scale": config.log.sample_text_scale,
+                              "guidance_interval": list(config.log.sample_guidance_interval)}
     with ema.swapped_in(denoiser):
         if config.model.vllm and pipe.vllm is None:
             from egoframe.vllm.model import load_vllm
@@ -668,4 +669,5 @@ def _sample_grid(pipe, ema, denoiser, config: TrainConfig, name: str) -> str | N
 
 
 def _sample_scales(config: TrainConfig) -> dict:
-    return dict(image_guidance_scale=config.log.sample_image_scale, guidance_scale=config.log.sample_text_scale)
+    return dict(image_guidance_scale=config.log.sample_image_scale, guidance_scale=config.log.sample_text_scale,
+                guidance_interval=tuple(config.log.sample_guidance_interval))
