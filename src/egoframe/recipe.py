@@ -40,6 +40,11 @@ class RecipeConfig:
     change_weight: float = 4.0
     decay_start: int | None = None  # cosine LR decay from this step (None: constant, as shipped)
     unet_channels: tuple[int, ...] = (32, 64, 128)
+    # the sampling the model recommends (its sampling.json): re-tuned on tuning world 7101, docs/embedded/LOG.md
+    sample_steps: int = 20
+    sample_text_scale: float = 5.0
+    sample_image_scale: float = 2.5
+    sample_guidance_interval: tuple[float, float] = (0.0, 1.0)
     eval_seed: int | None = None  # eval-world on this world seed at the end (None: no evaluation)
     eval_videos: int = 150
     eval_n: int = 200
@@ -163,7 +168,9 @@ def diffusion_config(config: RecipeConfig, data: str, cache: str, vae: str, vllm
                   "prediction_type": "v_prediction"},
         "optim": optim,
         "log": {"out_dir": out, "checkpoint_every": 100, "num_samples": 8, "sample_every": 1000,
-                "sample_steps": 20, "sample_image_scale": 1.5, "sample_text_scale": 1.5},
+                "sample_steps": config.sample_steps, "sample_image_scale": config.sample_image_scale,
+                "sample_text_scale": config.sample_text_scale,
+                "sample_guidance_interval": list(config.sample_guidance_interval)},
         "seed": 0,
     })
 

@@ -44,7 +44,9 @@ def test_eval_world_writes_the_protocol_summary_and_resumes(tiny_oracle, tmp_pat
     with pytest.raises(InputError, match="seed 11"):
         run_eval_world(EvalWorldConfig(**{**config.__dict__, "world_seed": 12}), say=lambda *_: None)
     # the sampling used is recorded, and a rerun with other sampling refuses to mix its frames with these
-    assert on_disk["sampling"]["num_inference_steps"] == 1 and "Sampling: 1 steps" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert on_disk["sampling"]["num_inference_steps"] == 1 and "Sampling: 1 steps" in report
+    assert f"--split all --methods label,copy --steps 1 --out {out}`" in report  # the command that reproduces it
     with pytest.raises(InputError, match="use another --out"):
         run_eval_world(EvalWorldConfig(**{**config.__dict__, "guidance_scale": 4.0}), say=lambda *_: None)
 

@@ -25,6 +25,10 @@ def test_recipe_makes_a_model_directory_and_a_rerun_redoes_nothing(tmp_path):
     train_config = json.load(open(model / "train_config.json"))
     assert train_config["optim"]["change_weight"] == 4.0 and train_config["optim"]["max_steps"] == 3
     assert train_config["model"]["tiny"]["unet_channels"] == [16, 32]
+    # the exported sampling is the shipped model's
+    shipped = json.load(open(os.path.join(os.path.dirname(__file__), "..", "..", "src", "egoframe", "assets",
+                                          "default-model", "sampling.json")))
+    assert json.load(open(model / "sampling.json")) == shipped
     assert set(summary["timings_s"]) == {"pairs", "enrich", "vllm", "embed", "diffusion"}
     from egoframe.data.records import load_records
 

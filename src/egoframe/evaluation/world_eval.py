@@ -346,12 +346,32 @@ def _write_report(config: EvalWorldConfig, summary: dict, samples) -> None:
         sp = summary["sampling"]
         lines += ["", f"Sampling: {sp['num_inference_steps']} steps, image guidance {sp['image_guidance_scale']}, text "
                   f"guidance {sp['guidance_scale']} on the steps' fraction {tuple(sp['guidance_interval'])}."]
-    lines += ["", "![grid](grid.png)", "",
-              "Command: `egoframe eval-world --model " + config.model + f" --world-seed {config.world_seed} --videos "
-              f"{config.videos} --n {config.n} --out {config.out}`"]
+    lines += ["", "![grid](grid.png)", "", f"Command: `{eval_world_command(config)}`"]
     with open(os.path.join(config.out, "report.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
     write_grid(samples[:8], os.path.join(config.out, "grid.png"), [m for m in config.methods if m != "copy"])
+
+
+def eval_world_command(config: EvalWorldConfig) -> str:
+    """The command line that reproduces this run."""
+    parts = [f"egoframe eval-world --model {config.model} --world-seed {config.world_seed} --videos {config.videos}",
+             f"--n {config.n}"]
+    if config.split != "test":
+        parts.append(f"--split {config.split}")
+    if tuple(config.methods) != METHODS:
+        parts.append("--methods " + ",".join(config.methods))
+    if config.steps is not None:
+        parts.append(f"--steps {config.steps}")
+    if config.guidance_scale is not None:
+        parts.append(f"--guidance-scale {config.guidance_scale:g}")
+    if config.image_guidance_scale is not None:
+        parts.append(f"--image-guidance-scale {config.image_guidance_scale:g}")
+    if config.guidance_interval is not None:
+        parts.append("--guidance-interval " + ",".join(f"{x:g}" for x in config.guidance_interval))
+    if config.seed:
+        parts.append(f"--seed {config.seed}")
+    parts.append(f"--out {config.out}")
+    return " ".join(parts)
 
 
 def write_grid(samples, path: str, methods: list[str], cell: int = 128) -> None:
