@@ -78,7 +78,8 @@ def choose_sampling(recommended: dict | None, given: dict) -> dict:
     (sampling.json), else the paper's (:data:`PAPER_SAMPLING`); keys are PAPER_SAMPLING's."""
     shipped = {**PAPER_SAMPLING, **(recommended or {})}
     out = {k: (given[k] if given.get(k) is not None else shipped[k]) for k in PAPER_SAMPLING}
-    out["guidance_interval"] = tuple(float(x) for x in out["guidance_interval"])
+    if isinstance(out["guidance_interval"], list):  # as sampling.json holds it; checked where it is used
+        out["guidance_interval"] = tuple(out["guidance_interval"])
     return out
 
 
