@@ -183,3 +183,28 @@ def test_action_conditioned_pretraining_reads_what_depends_on_the_action(tiny_vl
     assert losses["with action"] < 0.8 * losses["image only"], losses
     with pytest.raises(ValueError, match="actions"):
         pretrain_vision_tower(copy.deepcopy(tiny_vllm), pixels, descriptions, steps=1, actions=actions[:3])
+
+
+def test_grounded_loss_is_the_plain_loss_at_weight_0_and_weights_the_frame_words(tiny_vllm, dataset_dir):
+    from egoframe.vllm.train import grounded_loss, grounded_token_ids
+
+    examples = load_instruction_examples(dataset_dir)[:4]
+    from PIL import Image
+
+    batch = encode_instruction_batch(tiny_vllm, [Image.open(e.image_path).convert("RGB") for e in examples],
+                                     [e.action for e in examples], [e.description for e in examples], [0] * 4)
+    ids = grounded_token_ids(tiny_vllm.processor.tokenizer, ("red", "blue", "green", "left", "right"))
+    assert len(ids) >= 3
+    with torch.no_grad():
+        plain = tiny_vllm.model(**batch).loss
+        labels = batch.pop("labels")
+        logits = tiny_vllm.model(**batch).logits
+    assert torch.allclose(grounded_loss(logits, labels, ids, 0.0), plain, atol=1e-5)
+    # with a weight, the loss moves towards the mean loss of the grounded tokens alone
+    only = grounded_loss(logits, labels, ids, 1e6)
+    mask = torch.isin(labels[:, 1:], ids)
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                           labels[:, 1:].reshape(-1).clamp(min=0), reduction="none")
+    assert mask.any() and torch.allclose(only, ce[mask.reshape(-1)].mean(), atol=1e-3)
+    with pytest.raises(ConfigError, match="grounded_weight"):
+        _config(dataset_dir, "/tmp/x", grounded_weight=-1)
