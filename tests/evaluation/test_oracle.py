@@ -218,3 +218,25 @@ def test_stream_oracle_can_start_from_another_oracle(tmp_path):
     assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-5) for k in a if "running" not in k and "num_batches" not in k)
     with pytest.raises(InputError, match="another architecture"):
         train_oracle(OracleConfig(out_dir=str(tmp_path / "bad"), init_from=str(first), **{**small, "hidden": 24}))
+
+
+def test_class_balance_weights_rare_states_up_and_is_plain_cross_entropy_at_0(monkeypatch):
+    import torch
+
+    import egoframe.evaluation.oracle as oracle_module
+
+    monkeypatch.setattr(oracle_module, "CLASS_COUNT_BATCHES", 2)
+    config = OracleConfig(class_balance=0.5, batch_size=32, seed=3)
+    weights = oracle_module.class_weights(config)
+    again = oracle_module.class_weights(config)  # a pure function of the config: a resumed run gets the same
+    assert all(torch.equal(a, b) for a, b in zip(weights, again))
+    bowls = weights[list(HEADS).index("tomatoes_in_bowls")]
+    assert bowls[1] > 2 * bowls[0]  # a tomato in a bowl is rare in the stream, "none" is common
+    assert all(float(w.max()) <= oracle_module.MAX_CLASS_WEIGHT for w in weights)
+    logits = torch.randn(5, sum(len(v) for v in HEADS.values()))
+    labels = torch.tensor([[0] * len(HEADS)] * 5)
+    ones = [torch.ones(len(v)) for v in HEADS.values()]
+    plain = oracle_module._loss(logits, labels, config.heads)
+    assert torch.allclose(oracle_module._loss(logits, labels, config.heads, ones), plain)
+    with pytest.raises(InputError, match="class_balance"):
+        OracleConfig(class_balance=2.0).validate()
