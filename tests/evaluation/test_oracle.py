@@ -238,5 +238,9 @@ def test_class_balance_weights_rare_states_up_and_is_plain_cross_entropy_at_0(mo
     ones = [torch.ones(len(v)) for v in HEADS.values()]
     plain = oracle_module._loss(logits, labels, config.heads)
     assert torch.allclose(oracle_module._loss(logits, labels, config.heads, ones), plain)
+    plain_weights = oracle_module.class_weights(OracleConfig(class_balance=0.0, batch_size=32, seed=3))
+    assert all(torch.allclose(w, torch.ones_like(w)) for w in plain_weights)
     with pytest.raises(InputError, match="class_balance"):
         OracleConfig(class_balance=2.0).validate()
+    with pytest.raises(InputError, match="class_balance"):
+        OracleConfig(class_balance=0.5, source="world", world="w").validate()

@@ -134,6 +134,8 @@ class OracleConfig:
             raise InputError("the 'world' oracle source needs a world directory (--world)")
         if not 0.0 <= self.class_balance <= 1.0:
             raise InputError(f"oracle class_balance must be in [0, 1], got {self.class_balance}")
+        if self.class_balance and self.source != "stream":
+            raise InputError("oracle class_balance weights the stream source's classes; the 'world' source has none")
         for name in ("degrade_prob", "hidden_hand_prob", "garbage_prob", "blur_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"oracle {name} must be in [0, 1]")
@@ -328,9 +330,9 @@ def _augment(x, generator, config: OracleConfig):
 IGNORE = -100  # label of a head that a training frame says nothing about (every head but "frame" of garbage)
 
 
-def _loss(logits, labels, heads, class_weights=None):
-    """Mean over heads of each head's cross-entropy (weighted per class when ``class_weights`` is given:
-    one (n_classes,) tensor per head, as :func:`class_weights` makes)."""
+def _loss(logits, labels, heads, weights=None):
+    """Mean over heads of each head's cross-entropy (weighted per class when ``weights`` is given: one
+    (n_classes,) tensor per head, as :func:`class_weights` makes)."""
     import torch
 
     parts = _split_logits(logits, heads)
@@ -338,7 +340,7 @@ def _loss(logits, labels, heads, class_weights=None):
     for k, l in enumerate(parts.values()):
         valid = labels[:, k] != IGNORE
         if bool(valid.any()):
-            weight = class_weights[k] if class_weights is not None else None
+            weight = weights[k] if weights is not None else None
             total = total + torch.nn.functional.cross_entropy(l[valid], labels[valid, k], weight=weight)
             count += 1
     return total / max(count, 1)
@@ -363,9 +365,12 @@ def class_weights(config: OracleConfig) -> list:
     weights = []
     for c in counts:
         share = c / max(c.sum(), 1.0)
-        w = np.where(share > 0, np.power(np.maximum(share, 1e-12), -config.class_balance), 0.0)
-        w = np.where(share > 0, w, w.max() if w.max() > 0 else 1.0)
-        w = w / max(float((w * share).sum()), 1e-12) if share.sum() > 0 else w
+        seen = share > 0
+        w = np.ones_like(share)
+        if seen.any():
+            w[seen] = share[seen] ** -config.class_balance
+            w[~seen] = w[seen].max()
+            w /= float((w * share).sum())
         weights.append(torch.tensor(np.minimum(w, MAX_CLASS_WEIGHT), dtype=torch.float32))
     return weights
 
