@@ -208,3 +208,48 @@ def test_grounded_loss_is_the_plain_loss_at_weight_0_and_weights_the_frame_words
     assert mask.any() and torch.allclose(only, ce[mask.reshape(-1)].mean(), atol=1e-3)
     with pytest.raises(ConfigError, match="grounded_weight"):
         _config(dataset_dir, "/tmp/x", grounded_weight=-1)
+
+
+def test_reading_targets_keep_the_colour_or_side_that_names_the_object():
+    from egoframe.vllm.pretrain import reading_targets
+
+    descriptions = ["the person takes the green cup in the centre of the counter with the left hand.",
+                    "the person opens the right drawer with the right hand.",
+                    "the person holds the knife in the right hand and cuts the tomato.",
+                    "nothing to read here."]
+    actions = ["take cup", "open drawer", "cut tomato", "take cup"]
+    hands, objects, names = reading_targets(descriptions, actions)
+    assert hands.tolist() == [0, 1, 1, -1]
+    assert [names[i] if i >= 0 else None for i in objects.tolist()] == ["green cup", "right drawer", "tomato", None]
+    assert "the cup" not in names and "cup" in names
+
+
+def test_reading_head_reads_what_only_frame_and_action_together_say(tiny_vllm):
+    """The reading head names the object from the tower's tokens in place and the action: here which colour the
+    action's side has, a relation of frame and action (chance 1/3); it is off, and reports nothing, at 0."""
+    import copy
+
+    import numpy as np
+    from tests.vllm.vllm_testdata import synthetic_frame
+
+    from egoframe.vllm.pretrain import pretrain_vision_tower
+
+    rng = np.random.default_rng(0)
+    frames, descriptions, actions = [], [], []
+    palette = ["red", "blue", "green"]
+    for _ in range(48):
+        left, right = rng.choice(palette, size=2, replace=False)
+        frame = synthetic_frame(str(left), "left", size=32)
+        frame[:, 16:] = synthetic_frame(str(right), "left", size=32)[:, 16:]
+        side = str(rng.choice(["left", "right"]))
+        frames.append(frame)
+        actions.append(f"take {side} cup")
+        descriptions.append(f"the person takes the {left if side == 'left' else right} cup with the {side} hand.")
+    pixels = tiny_vllm.processor.image_processor(images=frames, return_tensors="pt")["pixel_values"]
+    with pytest.raises(ValueError, match="actions"):
+        pretrain_vision_tower(copy.deepcopy(tiny_vllm), pixels, descriptions, steps=1, reading_weight=1.0)
+    kw = dict(steps=150, batch_size=24, lr=3e-3, contrastive_weight=0.0, seed=0, actions=actions, pool_on_action=False)
+    read = pretrain_vision_tower(copy.deepcopy(tiny_vllm), pixels, descriptions, reading_weight=1.0, **kw)
+    assert read.reading_accuracy is not None and read.reading_accuracy >= 0.7, read  # chance 1/3
+    plain = pretrain_vision_tower(copy.deepcopy(tiny_vllm), pixels, descriptions, **kw)
+    assert plain.reading_accuracy is None

@@ -17,8 +17,12 @@ pytestmark = pytest.mark.timeout(900)
 
 def test_recipe_makes_a_model_directory_and_a_rerun_redoes_nothing(tmp_path):
     config = RecipeConfig(out_dir=str(tmp_path / "r"), pairs=100, steps=3, batch_size=4, vllm_epochs=1,
-                          vllm_pretrain_steps=3, workers=1, unet_channels=(16, 32), progress=False)
+                          vllm_pretrain_steps=3, vllm_reading=1.0, workers=1, unet_channels=(16, 32),
+                          progress=False)
     summary = run_recipe(config, say=lambda *_: None)
+    # stage 0 ran with the reading head and logged its accuracy
+    stage0 = [json.loads(line) for line in open(tmp_path / "r" / "vllm" / "train_log.jsonl")][0]
+    assert stage0["stage"] == "vision_pretrain" and stage0["reading_accuracy"] is not None
     model = tmp_path / "r" / "diffusion" / "model"
     assert summary["model"] == str(model) and (model / "model_index.json").is_file()
     assert (model / "vllm").is_dir() and (model / "sampling.json").is_file()

@@ -50,6 +50,9 @@ def train(
     pretrain_vision_action: bool = typer.Option(
         False, "--pretrain-vision-action/--no-pretrain-vision-action", help="Stage 0's pooling query also reads the "
         "action label (the object a description names depends on the action, not only the frame)."),
+    pretrain_vision_reading: float = typer.Option(
+        0.0, "--pretrain-vision-reading", help="From scratch: stage 0 also trains the tower to name the hand and "
+        "the object the description names, from all patch tokens and the action (this loss weight; 0: off)."),
     grounded_weight: float = typer.Option(
         0.0, "--grounded-weight", help="Extra loss weight on answer words only the frame decides (colours, sides); "
         "0: LLaVA's plain loss."),
@@ -65,7 +68,8 @@ def train(
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, lora_r=lora_r,
         lora_alpha=lora_alpha, gradient_checkpointing=gradient_checkpointing, precision=precision, device=device,
         seed=seed, save_every=save_every, num_threads=threads or None, pretrain_vision_steps=pretrain_vision_steps,
-        pretrain_vision_action=pretrain_vision_action, grounded_weight=grounded_weight)
+        pretrain_vision_action=pretrain_vision_action, pretrain_vision_reading=pretrain_vision_reading,
+        grounded_weight=grounded_weight)
     result = train_vllm(config, resume=resume, progress=not quiet)
     typer.echo(f"trained {result.steps} steps on {result.n_examples} examples in {result.seconds:.0f} s, "
                f"last loss {result.final_loss:.3f} -> {result.model_dir}")

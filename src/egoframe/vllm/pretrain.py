@@ -23,7 +23,12 @@ projector and the LLM learn to read it. The tiny model gets the same treatment, 
   and the tower never learns the object cue (measured: object reading at chance). Conditioning the pooling
   on the instruction is how the reading ceiling (``ceiling.py``: CNN + label) and instruction-aware query
   poolers (BLIP-2's Q-Former with the instruction, InstructBLIP, Dai et al. 2023) read an image for a
-  question. The LLM sees the action in its prompt either way; only the pretraining head changes.
+  question. The LLM sees the action in its prompt either way; only the pretraining head changes;
+* with ``reading_weight`` (and ``actions``), a reading head names the hand and the object the description
+  names, cross-entropy, from *every patch token in place* (flattened: where the hand is relative to each cup
+  survives) plus the action's words - the reading ceiling's head (``ceiling.py``) put on the tower. Measured:
+  any pooled head lets the tower throw away the colour of the cup an action means (a probe on the tokens of a
+  tower trained without it reads that colour at chance), and then no instruction tuning can name it.
 
 Then (``train.py``) the tower is frozen and the projector + LLM are trained, LLaVA stage 1/2 style.
 Every step is a pure function of the seed and the data, so the stage is deterministic.
@@ -81,6 +86,8 @@ class PretrainResult:
     final_loss: float
     seconds: float
     n_grams: int
+    # the reading head's object accuracy on (up to 2048 of) the training frames at the end; None when off
+    reading_accuracy: float | None = None
 
 
 def _tower(vllm: "Vllm"):
@@ -98,15 +105,72 @@ def _vision_features(vllm: "Vllm", pixel_values: "torch.Tensor") -> "torch.Tenso
     return hidden[:, 1:] if config.vision_feature_select_strategy == "default" else hidden
 
 
+_NOT_NAMES = {"the", "a", "an", "of", "and", "from", "onto", "into", "to", "in", "on", "with", "at"}
+
+
+def reading_targets(descriptions: Sequence[str], actions: Sequence[str]):
+    """Per description: the hand it names (0 left, 1 right, -1 none) and the object it names first, as an index
+    into the returned names (-1 none). The names are the actions' nouns and every "<word> <noun>" of the
+    descriptions whose word is not a function word ("green cup", "left drawer"), so the object label keeps
+    the colour or side that tells apart the objects an action label leaves open - the reading
+    ``egoframe vllm evaluate`` scores (:func:`~egoframe.vllm.evaluate.object_of`)."""
+    import torch
+
+    from egoframe.vllm.evaluate import hand_of, object_of
+
+    nouns = {_words(a)[-1] for a in actions if _words(a)}
+    names = set(nouns)
+    for text in descriptions:
+        words = _words(text)
+        names.update(f"{a} {b}" for a, b in zip(words, words[1:]) if b in nouns and a not in _NOT_NAMES)
+    names_sorted = sorted(names)
+    index = {n: i for i, n in enumerate(names_sorted)}
+    hands = torch.tensor([{"left": 0, "right": 1}.get(hand_of(t) or "", -1) for t in descriptions])
+    objects = torch.tensor([index.get(object_of(t, names_sorted) or "", -1) for t in descriptions])
+    return hands, objects, names_sorted
+
+
+def _reading_head(n_features: int, n_action_words: int, n_out: int):
+    """The reading head: every patch token in place (flattened, so where the hand is relative to each object
+    survives, as in the reading ceiling's CNN head) plus the action's words -> hand and object logits."""
+    from torch import nn
+
+    class Reader(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.LayerNorm(n_features)
+            self.image = nn.Linear(n_features, 256)
+            self.action = nn.Linear(max(1, n_action_words), 256, bias=False)
+            self.out = nn.Sequential(nn.ReLU(), nn.Dropout(0.1), nn.Linear(256, n_out))
+
+        def forward(self, tokens, action_bag):
+            return self.out(self.image(self.norm(tokens.flatten(1))) + self.action(action_bag))
+
+    return Reader()
+
+
+def _named_ce(logits: "torch.Tensor", target: "torch.Tensor") -> "torch.Tensor":
+    """Cross-entropy over the rows whose description names the thing (target >= 0); 0 when none does."""
+    named = target >= 0
+    if not bool(named.any()):
+        return logits.sum() * 0.0
+    from torch.nn.functional import cross_entropy
+
+    return cross_entropy(logits[named], target[named])
+
+
 def pretrain_vision_tower(vllm: "Vllm", pixel_values: "torch.Tensor", descriptions: Sequence[str], *,
                           steps: int, batch_size: int = 64, lr: float = 2e-3, warmup_steps: int = 20,
                           contrastive_weight: float = 0.5, seed: int = 0,
-                          actions: Sequence[str] | None = None,
+                          actions: Sequence[str] | None = None, pool_on_action: bool = True,
+                          reading_weight: float = 0.0,
                           on_step: Callable[[int, float], None] | None = None) -> PretrainResult:
     """Train ``vllm``'s vision tower in place on (frame, description) pairs; see the module docstring.
 
     ``pixel_values`` are the processor's outputs for the frames, (N, 3, H, W), aligned with ``descriptions``
-    (and ``actions``, when given: then the pooling query depends on the action label).
+    (and ``actions``, when given: then the pooling query depends on the action label unless
+    ``pool_on_action`` is false). ``reading_weight`` > 0 adds the reading head (:func:`reading_targets`;
+    needs ``actions``).
     """
     import torch
     from torch import nn
@@ -135,11 +199,19 @@ def pretrain_vision_tower(vllm: "Vllm", pixel_values: "torch.Tensor", descriptio
         logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))  # CLIP's learned temperature
         action_vocabulary = sorted({w for a in actions for w in _words(a)}) if actions is not None else []
         action_proj = nn.Linear(max(1, len(action_vocabulary)), width, bias=False)
+        if reading_weight:
+            if actions is None:
+                raise ValueError("the reading head needs the actions")
+            hands, objects, object_names = reading_targets(descriptions, actions)
+            with torch.no_grad():
+                n_tokens = _vision_features(vllm, pixel_values[:1].to(next(_tower(vllm).parameters()).device)).shape[1]
+            reader = _reading_head(n_tokens * width, len(action_vocabulary), 2 + len(object_names))
     if actions is not None:
         if len(actions) != len(descriptions):
             raise ValueError(f"{len(actions)} actions for {len(descriptions)} descriptions")
         action_bags = ngram_targets(actions, action_vocabulary)
-    extra = nn.ModuleList([pool, norm, head, image_proj, text_proj, action_proj]).to(device)
+    modules = [pool, norm, head, image_proj, text_proj, action_proj] + ([reader] if reading_weight else [])
+    extra = nn.ModuleList(modules).to(device)
     params = [p for p in tower.parameters()] + list(extra.parameters()) + [query, logit_scale]
     for p in tower.parameters():
         p.requires_grad = True
@@ -162,7 +234,7 @@ def pretrain_vision_tower(vllm: "Vllm", pixel_values: "torch.Tensor", descriptio
         pixels = pixel_values[idx].to(device, dtype=next(tower.parameters()).dtype)
         tokens = _vision_features(vllm, pixels)
         queries = query.to(tokens.dtype).expand(tokens.shape[0], -1, -1)
-        if actions is not None:
+        if actions is not None and pool_on_action:
             queries = queries + action_proj(action_bags[idx].to(device, tokens.dtype))[:, None]
         pooled, _ = pool(queries, tokens, tokens)
         pooled = norm(pooled[:, 0])
@@ -177,6 +249,10 @@ def pretrain_vision_tower(vllm: "Vllm", pixel_values: "torch.Tensor", descriptio
             clip = 0.5 * (torch.sum(-soft * logits.log_softmax(1), 1).mean()
                           + torch.sum(-soft * logits.log_softmax(0).T, 1).mean())
             loss = loss + contrastive_weight * clip
+        if reading_weight:
+            logits = reader(tokens, action_bags[idx].to(device, tokens.dtype))
+            read = _named_ce(logits[:, :2], hands[idx].to(device)) + _named_ce(logits[:, 2:], objects[idx].to(device))
+            loss = loss + reading_weight * read
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -185,5 +261,15 @@ def pretrain_vision_tower(vllm: "Vllm", pixel_values: "torch.Tensor", descriptio
         if on_step is not None:
             on_step(step + 1, loss_value)
     tower.eval()
+    reading_accuracy = None
+    if reading_weight:
+        reader.eval()
+        with torch.no_grad():
+            rows = torch.arange(min(n, 2048))
+            logits = torch.cat([reader(_vision_features(vllm, pixel_values[c].to(device, dtype=pixels.dtype)),
+                                       action_bags[c].to(device, pixels.dtype))[:, 2:] for c in rows.split(256)])
+            named = objects[rows] >= 0
+            hits = (logits.argmax(1).cpu() == objects[rows])[named]
+            reading_accuracy = float(hits.float().mean()) if len(hits) else None
     return PretrainResult(steps=steps, final_loss=loss_value, seconds=time.monotonic() - started,
-                          n_grams=len(vocabulary))
+                          n_grams=len(vocabulary), reading_accuracy=reading_accuracy)

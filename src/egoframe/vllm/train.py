@@ -63,6 +63,9 @@ class VllmTrainConfig:
     # Stage 0's pooling query reads the action label too (pretrain.py): the object a description names depends
     # on the action as well as the frame. Off: measured no better (object 62.5 % vs 60.4 %, docs/embedded/LOG.md).
     pretrain_vision_action: bool = False
+    # Stage 0 also trains a reading head (pretrain.py): from every patch token in place and the action's words,
+    # name the hand and the object the description names, with this cross-entropy weight; 0: off.
+    pretrain_vision_reading: float = 0.0
     # Extra loss weight on the answer tokens that only the frame can decide (colours, sides): 1 + this on
     # them, 1 elsewhere, normalised to mean 1 over a batch's answer tokens. A departure from LLaVA's plain
     # cross-entropy: a tiny LLaVA learns the rest of a description from the question alone and, measured, names
@@ -108,6 +111,8 @@ class VllmTrainConfig:
             raise ConfigError("save_every and log_every must be >= 1")
         if self.pretrain_vision_steps is not None and self.pretrain_vision_steps < 0:
             raise ConfigError("pretrain_vision_steps must be >= 0")
+        if self.pretrain_vision_reading < 0:
+            raise ConfigError(f"pretrain_vision_reading must be >= 0, got {self.pretrain_vision_reading}")
         if self.pretrain_vision_steps and not self.from_scratch:
             raise ConfigError("--pretrain-vision-steps is for the tiny model built from scratch; a loaded LLaVA "
                               "brings its own pretrained vision tower")
@@ -257,13 +262,17 @@ def _pretrain_vision(config: VllmTrainConfig, vllm: "Vllm", examples, images, pr
         result = pretrain_vision_tower(vllm, pixel_values, [e.description for e in examples], steps=steps,
                                        batch_size=config.pretrain_vision_batch_size, lr=config.pretrain_vision_lr,
                                        seed=config.seed, on_step=on_step,
-                                       actions=[e.action for e in examples] if config.pretrain_vision_action else None)
+                                       actions=[e.action for e in examples]
+                                       if config.pretrain_vision_action or config.pretrain_vision_reading else None,
+                                       pool_on_action=config.pretrain_vision_action,
+                                       reading_weight=config.pretrain_vision_reading)
     finally:
         if bar is not None:
             bar.close()
     with open(os.path.join(config.out_dir, "train_log.jsonl"), "a") as f:
         f.write(json.dumps({"stage": "vision_pretrain", "steps": result.steps, "loss": result.final_loss,
-                            "n_grams": result.n_grams, "seconds": round(result.seconds, 2)}) + "\n")
+                            "n_grams": result.n_grams, "reading_accuracy": result.reading_accuracy,
+                            "seconds": round(result.seconds, 2)}) + "\n")
     return vllm
 
 
