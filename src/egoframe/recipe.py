@@ -31,13 +31,12 @@ class RecipeConfig:
     vae: str | None = None  # None: the shipped VAE; "train": train one on the pairs; else a VAE directory
     vae_steps: int = 800
     vllm_epochs: int = 2
-    vllm_pretrain_steps: int = 600
+    vllm_pretrain_steps: int = 6000
     # stage 0's reading head (`egoframe vllm train --pretrain-vision-reading`): without it the tower drops the
     # colour of the cup an action means and the VLLM names one constant colour; with it (weight 1, 6000 stage-0
-    # steps) the VLLM reads the object 81 % instead of 60 % (docs/embedded/LOG.md). 0 as shipped: the shipped
-    # generator was trained on the embeddings of the VLLM without it.
-    vllm_reading: float = 0.0
-    vllm_threads: int = 1
+    # steps) the VLLM reads the object 81 % instead of 60 % on tuning world 7101 (docs/embedded/LOG.md)
+    vllm_reading: float = 1.0
+    vllm_threads: int = 2
     steps: int = 6800
     batch_size: int = 32
     lr: float = 5e-4

@@ -21,11 +21,11 @@ def recipe(
     decay_start: Optional[int] = typer.Option(None, "--decay-start",
                                               help="Cosine LR decay from this step to --steps (default: constant)."),
     change_weight: float = typer.Option(4.0, "--change-weight", help="Loss weight on the latents the edit changes."),
-    vllm_pretrain_steps: int = typer.Option(600, "--vllm-pretrain-steps", min=0,
+    vllm_pretrain_steps: int = typer.Option(6000, "--vllm-pretrain-steps", min=0,
                                             help="VLLM stage-0 (vision tower) pretraining steps."),
-    vllm_reading: float = typer.Option(0.0, "--vllm-reading", min=0.0,
+    vllm_reading: float = typer.Option(1.0, "--vllm-reading", min=0.0,
                                        help="Weight of stage 0's reading head (hand and object the description "
-                                            "names; 0: off, as shipped)."),
+                                            "names; 0: off)."),
     vae: Optional[str] = typer.Option(None, "--vae", help="VAE directory, or 'train' (default: the shipped VAE)."),
     eval_seed: Optional[int] = typer.Option(None, "--eval-seed",
                                             help="Score the result with eval-world on this world seed (one never "
