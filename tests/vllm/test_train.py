@@ -98,6 +98,10 @@ def test_bad_config_values(dataset_dir, tmp_path):
         _config(dataset_dir, tmp_path, mode="qlora")
     with pytest.raises(ConfigError, match="unknown"):
         VllmTrainConfig.from_dict({"data_dir": "d", "out_dir": "o", "nope": 1})
+    with pytest.raises(ConfigError, match="pretrain-vision-reading"):
+        _config(dataset_dir, tmp_path, pretrain_vision_reading=1.0)  # _config turns stage 0 off
+    with pytest.raises(ConfigError, match="pretrain_vision_reading"):
+        _config(dataset_dir, tmp_path, pretrain_vision_reading=-1.0, pretrain_vision_steps=5)
 
 
 def test_no_descriptions(tmp_path):

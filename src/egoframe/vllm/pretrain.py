@@ -203,9 +203,7 @@ def pretrain_vision_tower(vllm: "Vllm", pixel_values: "torch.Tensor", descriptio
             if actions is None:
                 raise ValueError("the reading head needs the actions")
             hands, objects, object_names = reading_targets(descriptions, actions)
-            with torch.no_grad():
-                n_tokens = _vision_features(vllm, pixel_values[:1].to(next(_tower(vllm).parameters()).device)).shape[1]
-            reader = _reading_head(n_tokens * width, len(action_vocabulary), 2 + len(object_names))
+            reader = _reading_head(vllm.n_image_tokens * width, len(action_vocabulary), 2 + len(object_names))
     if actions is not None:
         if len(actions) != len(descriptions):
             raise ValueError(f"{len(actions)} actions for {len(descriptions)} descriptions")
@@ -266,8 +264,9 @@ def pretrain_vision_tower(vllm: "Vllm", pixel_values: "torch.Tensor", descriptio
         reader.eval()
         with torch.no_grad():
             rows = torch.arange(min(n, 2048))
-            logits = torch.cat([reader(_vision_features(vllm, pixel_values[c].to(device, dtype=pixels.dtype)),
-                                       action_bags[c].to(device, pixels.dtype))[:, 2:] for c in rows.split(256)])
+            dtype = next(tower.parameters()).dtype
+            logits = torch.cat([reader(_vision_features(vllm, pixel_values[c].to(device, dtype=dtype)),
+                                       action_bags[c].to(device, dtype))[:, 2:] for c in rows.split(256)])
             named = objects[rows] >= 0
             hits = (logits.argmax(1).cpu() == objects[rows])[named]
             reading_accuracy = float(hits.float().mean()) if len(hits) else None

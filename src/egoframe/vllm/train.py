@@ -113,6 +113,9 @@ class VllmTrainConfig:
             raise ConfigError("pretrain_vision_steps must be >= 0")
         if self.pretrain_vision_reading < 0:
             raise ConfigError(f"pretrain_vision_reading must be >= 0, got {self.pretrain_vision_reading}")
+        if self.pretrain_vision_reading and not self.resolved_pretrain_steps():
+            raise ConfigError("--pretrain-vision-reading trains a head in stage 0: it needs --pretrain-vision-steps > 0 "
+                              "(a model built from scratch)")
         if self.pretrain_vision_steps and not self.from_scratch:
             raise ConfigError("--pretrain-vision-steps is for the tiny model built from scratch; a loaded LLaVA "
                               "brings its own pretrained vision tower")
