@@ -1,11 +1,8 @@
-import pytest
-
 from egoframe.data.curate import CurationConfig, curate
 from egoframe.data.records import load_records
 
 
 def test_dask_path_gives_the_same_pairs_as_the_local_run(fixtures_dir, epic_videos, tmp_path):
-    pytest.importorskip("dask", reason="the cluster path needs dask: pip install 'dask[bag]'")
     from egoframe.data.cluster import curate_with_dask
 
     def config(out):

@@ -62,7 +62,6 @@ def test_test_split_is_empty_when_no_video_is_held_out_and_bad_split_is_an_error
 
 
 def test_hf_datasets_export(ego4d_set):
-    pytest.importorskip("datasets", reason="optional: pip install datasets")
     hf = to_hf_dataset(str(ego4d_set))
     assert len(hf) == 2 and set(hf["action"]) == {"take cup", "take knife"}
     assert hf[0]["input_image"].size == (64, 48)

@@ -119,7 +119,6 @@ def test_outputs_table_csv_svg(tmp_path):
 
 
 def test_matplotlib_plot(tmp_path):
-    pytest.importorskip("matplotlib", reason="matplotlib is optional; the SVG writer covers its absence")
     rows = [_row("a", f"s{i}", "lego") for i in range(3)]
     res = results_from_votes("x", "best", ["lego", "ip2p", "sd"], rows, _raters("a"), n_bootstrap=50)
     path = write_plot(res, str(tmp_path / "plot.png"), backend="matplotlib")

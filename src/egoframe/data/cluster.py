@@ -5,9 +5,10 @@ result on the shared output directory, so any engine that can map a Python funct
 run it: plan on the driver, map ``curate_unit`` over the units, then ``finalize`` on the driver.
 A cluster run resumes like a local one, since finished units are in the journal.
 
-Dask (``pip install dask distributed``): pass a ``distributed.Client`` address to spread units over its
-workers, or run locally with the ``processes``/``threads``/``sync`` schedulers. The output directory and
-the videos must be reachable under the same paths from every worker (a shared file system).
+Dask is a base dependency (``egoframe data curate --engine dask``); pass a ``distributed.Client`` address
+(``pip install 'egoframe[cluster]'`` brings ``distributed``) to spread units over its workers, or run
+locally with the ``processes``/``threads``/``sync`` schedulers. The output directory and the videos must be
+reachable under the same paths from every worker (a shared file system).
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ def curate_with_dask(config: CurationConfig, scheduler: str = "processes", addre
         import dask
         import dask.bag as db
     except ImportError as exc:
-        raise InputError("Dask is not installed: pip install 'dask[bag]' (and 'distributed' for a cluster)") from exc
+        raise InputError("Dask is not installed: pip install dask (egoframe depends on it)") from exc
     units, skips, n_read = prepare(config)
     if not units:
         return finalize(config, [], skips, n_read)
     # One partition per unit: a unit is already a good-sized task (a whole video).
     bag = db.from_sequence(units, npartitions=len(units)).map(curate_unit, config)
     if address:
-        from distributed import Client
+        try:
+            from distributed import Client
+        except ImportError:
+            raise InputError("a Dask cluster address needs distributed: pip install 'egoframe[cluster]'") from None
 
         with Client(address) as client:
             results: list[UnitResult] = client.compute(bag).result()

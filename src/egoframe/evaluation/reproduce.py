@@ -408,7 +408,7 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ConfigError("the report's figures need matplotlib: pip install 'egoframe[plot]'") from None
+        raise ConfigError("the report's figures need matplotlib (a dependency): pip install matplotlib") from None
     return plt
 
 
