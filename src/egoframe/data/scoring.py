@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from egoframe.errors import InputError, MissingWeightsError
+from egoframe.utils.safe_loading import weights_kwargs
 
 
 def _gray(frames: np.ndarray) -> np.ndarray:
@@ -71,8 +72,9 @@ class ClipImageEmbedder:
         import torch
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
+        weights = weights_kwargs(clip_dir)
         try:
-            self.model = CLIPVisionModelWithProjection.from_pretrained(clip_dir).to(device).eval()
+            self.model = CLIPVisionModelWithProjection.from_pretrained(clip_dir, **weights).to(device).eval()
         except (OSError, ValueError) as exc:
             raise MissingWeightsError(f"cannot load a CLIP vision model from {clip_dir}: {exc}") from exc
         try:

@@ -18,6 +18,7 @@ from PIL import Image
 
 from egoframe.errors import MissingWeightsError, ModelLoadError
 from egoframe.evaluation.images import ImageLike, to_pil
+from egoframe.utils.safe_loading import weights_kwargs
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt")
@@ -53,8 +54,10 @@ def require_dir(path: str | os.PathLike | None, what: str, example: str, flag: s
 
 
 def load_pretrained(cls, folder: Path, what: str):
+    """``cls.from_pretrained(folder)`` from safetensors (EGOFRAME_ALLOW_PICKLE=1: a trusted .bin too)."""
+    weights = weights_kwargs(folder)
     try:
-        model = cls.from_pretrained(str(folder))
+        model = cls.from_pretrained(str(folder), **weights)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise ModelLoadError(f"{what}: cannot load {cls.__name__} from {folder}: {first}") from None

@@ -3,7 +3,9 @@
 Both are diffusers layouts (model_index.json + one folder per component). An egoframe directory is
 loaded as saved; a Stable Diffusion 1.5 directory (unet/, vae/, text_encoder/, tokenizer/, scheduler/)
 gets its UNet grown to 8 input channels and a freshly initialised conditioning module. Every way a
-directory can be wrong ends in a one-line :class:`ModelLoadError`.
+directory can be wrong ends in a one-line :class:`ModelLoadError`. Weights are safetensors only; a trusted
+``.bin`` checkpoint loads with ``allow_pickle=True`` or ``EGOFRAME_ALLOW_PICKLE=1``
+(:mod:`egoframe.utils.safe_loading`).
 """
 
 from __future__ import annotations
@@ -13,25 +15,28 @@ import logging
 import os
 
 from egoframe.errors import EgoframeError, ModelLoadError
+from egoframe.utils.safe_loading import pipeline_folders, weights_kwargs
 
 logger = logging.getLogger(__name__)
 
 SD_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
-def load_pipeline(path: str | os.PathLike, device: str | None = None, dtype=None, conditioning=None):
+def load_pipeline(path: str | os.PathLike, device: str | None = None, dtype=None, conditioning=None,
+                  allow_pickle: bool | None = None):
     """Load an egoframe model directory, or build a LEGO pipeline from a Stable Diffusion directory.
 
     conditioning: a :class:`LegoConditioningConfig` for the Stable Diffusion case (default: descriptions
     only, no VLLM tokens, since a bare SD directory comes with no VLLM).
+    allow_pickle: also load ``.bin`` (pickle) weights; None reads ``EGOFRAME_ALLOW_PICKLE``.
     """
     path = os.fspath(path)
     index = _read_index(path)
     kind = index.get("_class_name", "")
     if kind in ("LegoPipeline", "SDEditPipeline"):
-        pipe = _load_egoframe(path, kind)
+        pipe = _load_egoframe(path, kind, allow_pickle=allow_pickle)
     elif kind in ("StableDiffusionPipeline", "StableDiffusionInstructPix2PixPipeline") or _has_sd_folders(path):
-        pipe = from_stable_diffusion(path, conditioning=conditioning)
+        pipe = from_stable_diffusion(path, conditioning=conditioning, allow_pickle=allow_pickle)
     else:
         raise ModelLoadError(
             f"{path} is a {kind or 'unknown'} directory; expected an egoframe model or a Stable Diffusion 1.5 "
@@ -43,7 +48,7 @@ def load_pipeline(path: str | os.PathLike, device: str | None = None, dtype=None
     return pipe
 
 
-def from_stable_diffusion(path: str, conditioning=None, in_channels: int = 8):
+def from_stable_diffusion(path: str, conditioning=None, in_channels: int = 8, allow_pickle: bool | None = None):
     """A LEGO pipeline from a local Stable Diffusion 1.5 directory in the diffusers layout."""
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -55,10 +60,13 @@ def from_stable_diffusion(path: str, conditioning=None, in_channels: int = 8):
     missing = [c for c in SD_COMPONENTS if not os.path.isdir(os.path.join(path, c))]
     if missing:
         raise ModelLoadError(f"{path} is not a Stable Diffusion directory: missing {', '.join(missing)}/")
+    weights = weights_kwargs(*(os.path.join(path, c) for c in ("unet", "vae", "text_encoder")),
+                             allow_pickle=allow_pickle)
     try:
-        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet")
-        vae = AutoencoderKL.from_pretrained(path, subfolder="vae")
-        text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder")
+        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **weights)
+        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **weights)
+        text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **weights)
+        # tokenizer and scheduler: JSON / text files, no weights
         tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer")
         # LEGO samples with Euler ancestral (papers/001 Sec. 4); keep the checkpoint's beta schedule.
         scheduler = EulerAncestralDiscreteScheduler.from_pretrained(path, subfolder="scheduler")
@@ -106,7 +114,7 @@ def check_consistency(pipe, path: str = "model") -> None:
         raise ModelLoadError(f"{path}: mismatched components: " + "; ".join(problems))
 
 
-def _load_egoframe(path: str, kind: str = "LegoPipeline"):
+def _load_egoframe(path: str, kind: str = "LegoPipeline", allow_pickle: bool | None = None):
     from egoframe.pipelines.lego import (
         PAPER_SAMPLING,
         SAMPLING_FILE,
@@ -126,9 +134,10 @@ def _load_egoframe(path: str, kind: str = "LegoPipeline"):
                if n not in index or not os.path.isdir(os.path.join(path, n))]
     if missing:
         raise ModelLoadError(f"{path} is an incomplete egoframe model: missing {', '.join(missing)}")
+    # The VLLM subfolder is loaded (and checked) by load_vllm below.
+    weights = weights_kwargs(*pipeline_folders(path, skip=(VLLM_SUBFOLDER,)), allow_pickle=allow_pickle)
     try:
-        # use_safetensors: a directory without safetensors weights is refused, never unpickled.
-        pipe = pipeline_class.from_pretrained(path, use_safetensors=True)
+        pipe = pipeline_class.from_pretrained(path, **weights)
     except (OSError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
         raise ModelLoadError(f"cannot load egoframe model {path}: {_first_line(exc)}") from None
     sampling_file = os.path.join(path, SAMPLING_FILE)
@@ -150,7 +159,7 @@ def _load_egoframe(path: str, kind: str = "LegoPipeline"):
             with open(extraction_file) as fh:
                 extraction = ExtractionConfig(**json.load(fh))
         try:
-            pipe.attach_vllm(load_vllm(vllm_dir), extraction)
+            pipe.attach_vllm(load_vllm(vllm_dir, allow_pickle=allow_pickle), extraction)
         except EgoframeError as exc:
             raise ModelLoadError(f"{path}: its VLLM does not fit: {exc}") from None
     return pipe

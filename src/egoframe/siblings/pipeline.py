@@ -39,6 +39,7 @@ from egoframe.siblings.connectors import (
     conv_in_residual,
 )
 from egoframe.utils.images import tensor_to_pil
+from egoframe.utils.safe_loading import weights_kwargs
 
 VLLM_SUBFOLDER = "vllm"
 SIBLING_FILE = "sibling.json"  # system name, the added tokens, and the answer policy, next to the weights
@@ -245,7 +246,7 @@ def _load_components(path: str, system: str) -> dict:
 
     Not DiffusionPipeline.from_pretrained: diffusers resolves a custom component class as an attribute of
     the top-level package ("egoframe"), which exports LEGO's classes only; here the connector class comes
-    from the recorded system name instead. Weights are safetensors only.
+    from the recorded system name instead. Weights are safetensors only (unless EGOFRAME_ALLOW_PICKLE=1).
     """
     import importlib
 
@@ -256,15 +257,16 @@ def _load_components(path: str, system: str) -> dict:
         raise ModelLoadError(f"{path} has no model_index.json")
     with open(index_file) as fh:
         index = json.load(fh)
+    weighted = ("connector", "vae", "text_encoder", "unet")
+    weights = weights_kwargs(*(os.path.join(path, name) for name in weighted))
     try:
-        parts = {"connector": connector_class(system).from_pretrained(os.path.join(path, "connector"),
-                                                                      use_safetensors=True)}
+        parts = {"connector": connector_class(system).from_pretrained(os.path.join(path, "connector"), **weights)}
         for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler"):
             library, class_name = index[name]
             if library not in ("diffusers", "transformers"):
                 raise ModelLoadError(f"{path}: component {name} is a {library}.{class_name}, not diffusers/transformers")
             cls = getattr(importlib.import_module(library), class_name)
-            kwargs = {"use_safetensors": True} if name in ("vae", "text_encoder", "unet") else {}
+            kwargs = weights if name in weighted else {}  # tokenizer, scheduler: no weights
             parts[name] = cls.from_pretrained(os.path.join(path, name), **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -46,6 +46,7 @@ import numpy as np
 
 from egoframe.data.records import RECORDS_FILE, ActionRecord, Box
 from egoframe.errors import ConfigError, InputError, MissingWeightsError, ModelLoadError
+from egoframe.utils.safe_loading import pipeline_folders, weights_kwargs
 
 PROGRESS_FILE = "progress.jsonl"
 SPEC_FILE = "synthesis.json"
@@ -189,9 +190,10 @@ def require_pipeline_dir(folder, what: str, example: str, flag: str) -> Path:
 
 
 def _load_pipeline(cls, path: Path, what: str, device: str):
+    # the data pipelines draw no user content, so SD's NSFW filter is left out (it would blank frames)
+    weights = weights_kwargs(*pipeline_folders(path, skip=("safety_checker", "feature_extractor")))
     try:
-        # the data pipelines draw no user content, so SD's NSFW filter is left out (it would blank frames)
-        pipe = cls.from_pretrained(str(path), safety_checker=None, requires_safety_checker=False)
+        pipe = cls.from_pretrained(str(path), safety_checker=None, requires_safety_checker=False, **weights)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelLoadError(f"{what}: cannot load {cls.__name__} from {path}: {first}") from None

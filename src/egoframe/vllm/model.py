@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from egoframe.errors import ModelLoadError
+from egoframe.utils.safe_loading import PICKLE_SUFFIXES, check_weights, pickle_allowed, weights_kwargs
 
 if TYPE_CHECKING:
     import torch
@@ -127,7 +128,7 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def check_vllm_dir(model_dir: str) -> dict[str, Any]:
+def check_vllm_dir(model_dir: str, allow_pickle: bool | None = None) -> dict[str, Any]:
     """Check that ``model_dir`` looks like a llava-hf directory; return its config.json contents."""
     if not model_dir or not os.path.isdir(model_dir):
         raise ModelLoadError(f"VLLM directory {model_dir!r} does not exist: pass a local llava-hf style directory "
@@ -144,8 +145,10 @@ def check_vllm_dir(model_dir: str) -> dict[str, Any]:
         raise ModelLoadError(f"{model_dir} holds a {config.get('model_type')!r} model, not a LLaVA "
                              "(model_type 'llava', LlavaForConditionalGeneration)")
     names = set(os.listdir(model_dir))
-    if not any(n.endswith(".safetensors") for n in names):
-        raise ModelLoadError(f"{model_dir} has no *.safetensors weights (pickled .bin weights are not loaded)")
+    check_weights(model_dir, allow_pickle=allow_pickle)  # a pickle-only checkpoint: named, unless allowed
+    if not any(n.endswith(".safetensors") or (pickle_allowed(allow_pickle) and n.endswith(PICKLE_SUFFIXES))
+               for n in names):
+        raise ModelLoadError(f"{model_dir} has no *.safetensors weights")
     if not names.intersection(_PROCESSOR_FILES):
         raise ModelLoadError(f"{model_dir} has no processor_config.json/preprocessor_config.json: "
                              "save the LlavaProcessor next to the model")
@@ -154,13 +157,16 @@ def check_vllm_dir(model_dir: str) -> dict[str, Any]:
     return config
 
 
-def load_vllm(model_dir: str, *, device: str | None = None, dtype: "str | torch.dtype | None" = None) -> Vllm:
+def load_vllm(model_dir: str, *, device: str | None = None, dtype: "str | torch.dtype | None" = None,
+              allow_pickle: bool | None = None) -> Vllm:
     """Load a LLaVA (model + processor) from a local llava-hf style directory.
 
     ``dtype`` defaults to the one the weights were saved in; ``device`` to CPU. Raises
     :class:`~egoframe.errors.ModelLoadError` with a one-line reason for anything that is not such a directory.
+    Weights are safetensors only unless ``allow_pickle`` (None: ``EGOFRAME_ALLOW_PICKLE``).
     """
-    check_vllm_dir(model_dir)
+    check_vllm_dir(model_dir, allow_pickle=allow_pickle)
+    weights = weights_kwargs(allow_pickle=allow_pickle)
     torch_dtype = parse_dtype(dtype)
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
@@ -168,7 +174,7 @@ def load_vllm(model_dir: str, *, device: str | None = None, dtype: "str | torch.
         with quiet_transformers():
             model = LlavaForConditionalGeneration.from_pretrained(
                 model_dir, dtype=torch_dtype if torch_dtype is not None else "auto", local_files_only=True,
-                use_safetensors=True)
+                **weights)
             processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
