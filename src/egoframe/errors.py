@@ -18,6 +18,10 @@ class InputError(EgoframeError, ValueError):
     """Bad user input: a missing/corrupt file, an empty prompt, a malformed annotation row."""
 
 
+class ImageTooLargeError(InputError):
+    """An image over Pillow's decompression-bomb limit: refused alone, skipped (and counted) in a folder run."""
+
+
 class ModelLoadError(EgoframeError):
     """A model directory that is missing, of the wrong kind, or whose shapes do not fit together."""
 

@@ -225,3 +225,207 @@ def test_the_python_pipeline_samples_as_the_model_recommends_unless_told(tiny_de
     pipe(image, "take cup", description="the person takes the cup.", num_inference_steps=3,
          guidance_interval=(0.0, 1.0), progress=False)
     assert rows == [3, 3, 3]
+
+
+# --- issue 19, section 4: every bad input is refused with one line, exit 2, before the model loads, and
+# leaves no file behind
+
+
+def assert_one_line_error(code, err, message):
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert "Traceback" not in err and "╭" not in err
+
+
+def files_under(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.fixture
+def model_must_not_load(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the bad input was refused")
+
+    monkeypatch.setattr("egoframe.pipelines.batch.load_model", refuse)
+
+
+def _refused_cases(tmp_path, monkeypatch):
+    import torch
+
+    good = frame(tmp_path / "good.png")
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    frame(folder / "a.png")
+    frame(folder / "b.png")
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "huge.csv").write_text("image,action\ngood.png,take cup\ngood.png," + "x" * 200_000 + "\n")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only torch, also on a GPU machine
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.version, "hip", None)
+    image = ["--image", str(good), "--action", "take cup"]
+    return {
+        "out under a file": (image + ["--out", str(tmp_path / "a-file" / "o.png")], "is not a folder"),
+        "out in a folder under a file": (image + ["--out", str(tmp_path / "a-file" / "sub" / "o.png")],
+                                         "is not a folder"),
+        "out under /sys": (image + ["--out", "/sys/egoframe-test/o.png"], "is not writable"),
+        "unknown extension": (image + ["--out", str(tmp_path / "o.gif")], "'.gif' is not an image extension"),
+        "no extension": (image + ["--out", str(tmp_path / "o")], "has no extension"),
+        "seed overflow": (image + ["--seed", "18446744073709551616", "--out", str(tmp_path / "o.png")],
+                          "seed 18446744073709551616 is out of range"),
+        "seed + row overflow": (["--image", str(folder), "--action", "x", "--seed", str(2**64 - 1),
+                                 "--out", str(tmp_path / "gen")], "is out of range"),
+        "cuda on a CPU-only torch": (image + ["--device", "cuda", "--out", str(tmp_path / "o.png")],
+                                     "has no CUDA support"),
+        "unknown device": (image + ["--device", "quantum:9", "--out", str(tmp_path / "o.png")],
+                           "unknown device 'quantum:9'"),
+        "nan image scale": (image + ["--image-scale", "nan", "--out", str(tmp_path / "o.png")],
+                            "'--image-scale': nan is not a finite number"),
+        "inf text scale": (image + ["--text-scale", "inf", "--out", str(tmp_path / "o.png")],
+                           "'--text-scale': inf is not a finite number"),
+        "nan strength": (image + ["--strength", "nan", "--out", str(tmp_path / "o.png")], "not a finite number"),
+        "inf prox quantile": (image + ["--prox-quantile", "-inf", "--out", str(tmp_path / "o.png")],
+                              "not a finite number"),
+        "nan guidance interval": (image + ["--guidance-interval", "nan,1", "--out", str(tmp_path / "o.png")],
+                                  "must be finite numbers"),
+        "csv field over the csv limit": (["--batch", str(tmp_path / "huge.csv")],
+                                         "huge.csv:3: cannot read the CSV row: field larger than field limit"),
+        "steps 0": (image + ["--steps", "0", "--out", str(tmp_path / "o.png")], "Invalid value for '--steps'"),
+        "batch size 0": (image + ["--batch-size", "0", "--out", str(tmp_path / "o.png")], "'--batch-size'"),
+        "seed not a number": (image + ["--seed", "abc", "--out", str(tmp_path / "o.png")], "'--seed'"),
+        "misspelt option": (image + ["--stpes", "3", "--out", str(tmp_path / "o.png")], "No such option: --stpes"),
+        "missing option value": (image + ["--out"], "requires an argument"),
+    }
+
+
+REFUSED = ["out under a file", "out in a folder under a file", "out under /sys", "unknown extension", "no extension",
+           "seed overflow", "seed + row overflow", "cuda on a CPU-only torch", "unknown device", "nan image scale",
+           "inf text scale", "nan strength", "inf prox quantile", "nan guidance interval",
+           "csv field over the csv limit", "steps 0", "batch size 0", "seed not a number", "misspelt option",
+           "missing option value"]
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_refused_before_the_model_loads_with_one_line(tiny_desc_dir, tmp_path, capsys, monkeypatch,
+                                                     model_must_not_load, case):
+    import os
+
+    if case == "out under /sys" and not os.path.isdir("/sys"):
+        pytest.skip("no /sys on this system")
+    args, message = _refused_cases(tmp_path, monkeypatch)[case]
+    before = files_under(tmp_path)
+    code, stdout, err = run(["generate", "--model", str(tiny_desc_dir)] + args, capsys)
+    assert_one_line_error(code, err, message)
+    assert stdout == ""
+    assert files_under(tmp_path) == before  # nothing written, not even a probe or a folder
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root may write into a folder without write permission")
+def test_out_in_a_folder_without_write_permission(tiny_desc_dir, tmp_path, capsys, model_must_not_load):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code, _, err = run(["generate", "--model", str(tiny_desc_dir), "--image", str(frame(tmp_path / "in.png")),
+                            "--action", "take cup", "--out", str(locked / "o.png")], capsys)
+        assert_one_line_error(code, err, "is not writable")
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_too_large_image_alone_says_its_size_and_the_limit(tiny_desc_dir, tmp_path, capsys, monkeypatch,
+                                                          model_must_not_load):
+    # Pillow refuses above 2 x MAX_IMAGE_PIXELS; a small limit stands in for a 30000x30000 file
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    big = frame(tmp_path / "big.png", size=(50, 50))
+    code, _, err = run(["generate", "--model", str(tiny_desc_dir), "--image", str(big), "--action", "take cup",
+                        "--out", str(tmp_path / "o.png")], capsys)
+    assert_one_line_error(code, err, "too large to read safely: 2,500 pixels, over Pillow's decompression-bomb "
+                                     "limit of 2,000 pixels")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_too_large_images_in_a_folder_are_skipped_and_counted(tiny_desc_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1100)  # refused above 2200 pixels; 32x32 = 1024 is read
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    frame(folder / "big.png", size=(50, 50))
+    frame(folder / "ok.png", size=(32, 32))
+    out = tmp_path / "gen"
+    code, stdout, err = run(BASE + ["--model", str(tiny_desc_dir), "--image", str(folder), "--action", "take cup",
+                                    "--out", str(out)], capsys)
+    assert code == 0, err
+    assert files_under(out) == ["ok.png"]
+    assert stdout.strip().splitlines() == [str(out / "ok.png")]
+    assert "1 input image(s) skipped: over Pillow's decompression-bomb limit" in err
+    assert "big.png is too large to read safely: 2,500 pixels" in err
+    (tmp_path / "rows.csv").write_text("image,action\nframes/big.png,take cup\nframes/ok.png,take cup\n")
+    code, stdout, err = run(BASE + ["--model", str(tiny_desc_dir), "--batch", str(tmp_path / "rows.csv")], capsys)
+    assert code == 0, err
+    assert stdout.strip().splitlines() == [str(tmp_path / "rows-generated" / "00001-ok.png")]
+    assert "1 input image(s) skipped" in err
+
+    monkeypatch.setattr("egoframe.pipelines.batch.load_model", lambda *a: pytest.fail("model loaded"))
+    only_big = tmp_path / "only-big"
+    only_big.mkdir()
+    frame(only_big / "a.png", size=(50, 50))
+    frame(only_big / "b.png", size=(60, 60))
+    code, _, err = run(BASE + ["--model", str(tiny_desc_dir), "--image", str(only_big), "--action", "take cup",
+                               "--out", str(tmp_path / "gen2")], capsys)
+    assert_one_line_error(code, err, "all 2 input images are too large to read safely")
+    assert not (tmp_path / "gen2").exists()
+
+
+def test_out_extension_names_the_format_written(tiny_desc_dir, tmp_path, capsys):
+    src = frame(tmp_path / "in.png")
+    for name, fmt in (("o.jpg", "JPEG"), ("o.webp", "WEBP")):
+        code, _, err = run(BASE + ["--model", str(tiny_desc_dir), "--image", str(src), "--action", "take cup",
+                                   "--out", str(tmp_path / name)], capsys)
+        assert code == 0, err
+        with Image.open(tmp_path / name) as written:
+            assert written.format == fmt and written.size == (50, 42)
+    assert files_under(tmp_path) == ["in.png", "o.jpg", "o.webp"]  # no temporary file left
+
+
+def test_non_finite_sampling_recommended_by_the_model_is_refused(tiny_desc_dir, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_desc_dir, model)
+    (model / "sampling.json").write_text(json.dumps({"image_guidance_scale": float("nan")}))  # NaN in the file
+    code, _, err = run(BASE + ["--model", str(model), "--image", str(frame(tmp_path / "in.png")),
+                               "--action", "take cup", "--out", str(tmp_path / "o.png")], capsys)
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "image_guidance_scale must be finite" in lines[0], err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_library_settings_refuse_what_the_cli_refuses(tmp_path, model_must_not_load):
+    from egoframe.errors import ConfigError, InputError
+    from egoframe.pipelines.batch import GenerateRow, GenerateSettings, generate_rows
+
+    row = GenerateRow(image=frame(tmp_path / "in.png"), action="take cup", out=tmp_path / "o.png")
+    for settings, message in ((GenerateSettings(image_guidance_scale=float("nan")), "image_guidance_scale"),
+                              (GenerateSettings(guidance_interval=(0.0, float("inf"))), "guidance_interval"),
+                              (GenerateSettings(seed=-(2**63) - 1), "out of range"),
+                              (GenerateSettings(device="cuda:x"), "unknown device")):
+        with pytest.raises((ConfigError, InputError), match=message):
+            generate_rows([row], settings)
+    assert files_under(tmp_path) == ["in.png"]
+
+
+def test_device_index_past_the_visible_devices(monkeypatch):
+    import torch
+
+    from egoframe.errors import InputError
+    from egoframe.utils.devices import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_device("cuda:0")
+    with pytest.raises(InputError, match=r"'cuda:1' does not exist: 1 cuda device\(s\)"):
+        check_device("cuda:1")
+    with pytest.raises(InputError, match="cannot generate on 'meta'"):
+        check_device("meta")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -72,3 +73,54 @@ def test_main_prints_one_line_and_exits_2(tmp_path, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no data set records") and err.count("\n") == 1
+
+
+def _main_result(argv, capsys):
+    from egoframe.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def _assert_one_line_error(code, err, message):
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert "Traceback" not in err and "╭" not in err
+
+
+
+@pytest.mark.parametrize("flag,value", [("--timeout", "nan"), ("--backoff", "inf"), ("--price-prompt", "nan"),
+                                        ("--price-completion", "-inf")])
+def test_non_finite_numbers_are_refused_with_one_line(make_dataset, server, capsys, flag, value):
+    import os
+
+    data_dir, _ = make_dataset(2)
+    before = sorted(os.listdir(data_dir))
+    code, _, err = _main_result(["enrich", data_dir, "--backend", "openai", "--base-url", server.base_url,
+                                 "--model", "m", flag, value], capsys)
+    _assert_one_line_error(code, err, f"Invalid value for '{flag}': {value} is not a finite number")
+    assert sorted(os.listdir(data_dir)) == before  # no journal, no descriptions.parquet
+    assert server.served == []  # refused before any request
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["enrich"], "Missing argument"),
+    (["enrich", "DATA", "--concurrency", "many"], "Invalid value for '--concurrency'"),
+    (["enrich", "DATA", "--retry-faild"], "No such option: --retry-faild"),
+])
+def test_usage_errors_are_one_line_and_exit_2(capsys, argv, message):
+    code, _, err = _main_result(argv, capsys)
+    _assert_one_line_error(code, err, message)
+
+
+def test_the_config_refuses_non_finite_numbers_for_library_callers():
+    from egoframe.enrichment.openai_backend import OpenAIConfig
+    from egoframe.errors import ConfigError
+
+    for name in ("timeout", "backoff_base", "backoff_max", "max_retry_after", "temperature", "price_prompt_per_1k"):
+        cfg = OpenAIConfig(base_url="http://127.0.0.1:1/v1", model="m", **{name: float("nan")})
+        with pytest.raises(ConfigError, match=f"{name} must be a finite number"):
+            cfg.validate()

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from egoframe.cli.params import finite_float
+
 
 def register(app: typer.Typer) -> None:
     app.command("enrich")(enrich)
@@ -19,13 +21,16 @@ def enrich(
     api_key: Optional[str] = typer.Option(None, help="API key (env OPENAI_API_KEY); local servers need none."),
     concurrency: int = typer.Option(8, help="Requests in flight at once."),
     max_retries: int = typer.Option(4, help="Retries per item (errors or invalid answers) before it is marked failed."),
-    timeout: float = typer.Option(60.0, help="Seconds for one request."),
-    backoff: float = typer.Option(1.0, help="First retry delay in seconds; doubles per retry (with jitter)."),
+    timeout: float = typer.Option(60.0, parser=finite_float, help="Seconds for one request."),
+    backoff: float = typer.Option(1.0, parser=finite_float,
+                                  help="First retry delay in seconds; doubles per retry (with jitter)."),
     limit: Optional[int] = typer.Option(None, help="Handle at most this many unfinished items in this run."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also resend items an earlier run marked failed."),
     examples: Optional[str] = typer.Option(None, help="JSON file of worked in-context examples (default: built in)."),
-    price_prompt: float = typer.Option(0.0, help="USD per 1000 prompt tokens, for the cost line."),
-    price_completion: float = typer.Option(0.0, help="USD per 1000 completion tokens, for the cost line."),
+    price_prompt: float = typer.Option(0.0, parser=finite_float,
+                                       help="USD per 1000 prompt tokens, for the cost line."),
+    price_completion: float = typer.Option(0.0, parser=finite_float,
+                                           help="USD per 1000 completion tokens, for the cost line."),
     surface: Optional[str] = typer.Option(None, help="rules: surface named in places, e.g. counter (default: per source)."),
 ) -> None:
     """Enrich every action label with a one-sentence description (which hand, which object, where)."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from egoframe.cli.params import finite_float
 from egoframe.errors import InputError
 
 
@@ -27,10 +29,12 @@ def generate(
         None, "--steps", min=1, max=1000, help="Denoising steps (default: the model's recommendation, else 100)."
     ),
     image_scale: Optional[float] = typer.Option(
-        None, "--image-scale", help="Image guidance scale s_x (default: the model's, else the paper's 7.5)."
+        None, "--image-scale", parser=finite_float,
+        help="Image guidance scale s_x (default: the model's, else the paper's 7.5).",
     ),
     text_scale: Optional[float] = typer.Option(
-        None, "--text-scale", help="Text guidance scale s_c (default: the model's, else the paper's 1.5)."
+        None, "--text-scale", parser=finite_float,
+        help="Text guidance scale s_c (default: the model's, else the paper's 1.5).",
     ),
     guidance_interval: Optional[str] = typer.Option(
         None, "--guidance-interval",
@@ -45,8 +49,12 @@ def generate(
         False, "--channels-last", help="NHWC weights: the same model on faster convolution kernels (docs/performance.md)."
     ),
     method: str = typer.Option("lego", "--method", help="lego | ip2p | sdedit | proxedit (the model must fit it)."),
-    strength: float = typer.Option(0.6, "--strength", help="SDEdit: noise strength of the input latent, (0, 1]."),
-    prox_quantile: float = typer.Option(0.7, "--prox-quantile", help="ProxEdit: threshold quantile of |guidance|."),
+    strength: float = typer.Option(
+        0.6, "--strength", parser=finite_float, help="SDEdit: noise strength of the input latent, (0, 1]."
+    ),
+    prox_quantile: float = typer.Option(
+        0.7, "--prox-quantile", parser=finite_float, help="ProxEdit: threshold quantile of |guidance|."
+    ),
     prox_mode: str = typer.Option("soft", "--prox-mode", help="ProxEdit: soft (l1) | hard (l0) proximal operator."),
 ) -> None:
     from egoframe.pipelines.batch import GenerateSettings, generate_rows, rows_from_inputs
@@ -75,6 +83,9 @@ def generate(
         typer.echo(str(path))
     if report.skipped:
         typer.echo(f"{len(report.skipped)} output(s) already existed and were kept (use --overwrite)", err=True)
+    if report.too_large:
+        typer.echo(f"{len(report.too_large)} input image(s) skipped: over Pillow's decompression-bomb limit",
+                   err=True)
     if not report.written and not report.skipped:
         raise InputError("nothing was generated")
 
@@ -86,4 +97,6 @@ def parse_interval(text: str) -> tuple[float, float]:
         lo, hi = (float(p) for p in parts)
     except ValueError:
         raise InputError(f"--guidance-interval {text!r}: expected LO,HI, e.g. 0,0.6") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError(f"--guidance-interval {text!r}: LO and HI must be finite numbers")
     return lo, hi

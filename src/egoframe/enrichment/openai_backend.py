@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import os
 import random
 import time
@@ -68,6 +69,10 @@ class OpenAIConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_retries < 0:
             raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
+        for name in ("timeout", "backoff_base", "backoff_max", "max_retry_after", "temperature",
+                     "price_prompt_per_1k", "price_completion_per_1k"):
+            if not math.isfinite(getattr(self, name)):  # NaN passes every comparison below
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
         if self.timeout <= 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout}")
 

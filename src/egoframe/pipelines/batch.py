@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from egoframe.errors import InputError
-from egoframe.utils.images import IMAGE_EXTENSIONS, load_image
+from egoframe.errors import ConfigError, ImageTooLargeError, InputError
+from egoframe.utils.devices import check_device
+from egoframe.utils.images import IMAGE_EXTENSIONS, check_output_paths, load_image, save_image
+
+# torch.Generator.manual_seed takes [-2**63, 2**64 - 1]; row k uses seed + k.
+SEED_RANGE = (-(2**63), 2**64 - 1)
 
 
 @dataclass
@@ -43,11 +48,33 @@ class GenerateSettings:
     prox_quantile: float = 0.7  # ProxEdit: threshold quantile of |guidance difference|
     prox_mode: str = "soft"  # ProxEdit: soft (l1) | hard (l0) proximal operator
 
+    def validate(self, last_row_index: int = 0) -> None:
+        """Refuse what would fail only after the model is loaded, or silently: a NaN guidance scale samples
+        an all-black frame, a seed past 64 bits overflows in torch, ``cuda`` on a CPU-only torch asserts."""
+        _check_finite({"image_guidance_scale": self.image_guidance_scale, "guidance_scale": self.guidance_scale,
+                       "strength": self.strength, "prox_quantile": self.prox_quantile,
+                       "guidance_interval": self.guidance_interval})
+        low, high = SEED_RANGE
+        if not low <= self.seed <= self.seed + last_row_index <= high:
+            raise ConfigError(f"seed {self.seed} is out of range: row k uses seed + k, and seeds must lie in "
+                              f"[-2**63, 2**64 - 1] = [{low}, {high}]")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_device(self.device)
+
+
+def _check_finite(values: dict) -> None:
+    for name, value in values.items():
+        numbers = value if isinstance(value, (tuple, list)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            raise ConfigError(f"{name} must be finite, got {value}")
+
 
 @dataclass
 class GenerateReport:
     written: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # outputs that existed and were kept
+    too_large: list[Path] = field(default_factory=list)  # inputs over Pillow's decompression-bomb limit, skipped
     notes: list[str] = field(default_factory=list)
 
 
@@ -96,7 +123,12 @@ def read_batch_file(path: Path, out_dir: Path | None = None, default_action: str
     try:
         if suffix == ".csv":
             with open(path, newline="", encoding="utf-8") as fh:
-                records = list(csv.DictReader(fh))
+                reader = csv.DictReader(fh)
+                try:
+                    records = list(reader)
+                except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (128 KiB)
+                    # line_num counts the lines of the rows read whole; the bad row starts on the next one
+                    raise InputError(f"{path}:{reader.line_num + 1}: cannot read the CSV row: {exc}") from None
         elif suffix in (".jsonl", ".ndjson"):
             records = []
             with open(path, encoding="utf-8") as fh:
@@ -135,9 +167,15 @@ def read_batch_file(path: Path, out_dir: Path | None = None, default_action: str
 
 
 def generate_rows(rows: list[GenerateRow], settings: GenerateSettings, pipe=None) -> GenerateReport:
-    """Generate every row's frame; rows whose output exists are skipped unless ``overwrite``."""
+    """Generate every row's frame; rows whose output exists are skipped unless ``overwrite``.
+
+    Inputs over Pillow's decompression-bomb limit are skipped and listed in ``report.too_large``; when
+    nothing else is left the run fails with their error instead. Every other bad setting, output path or
+    input fails before the model is loaded, and an output is either written whole or not at all.
+    """
     import torch
 
+    settings.validate(max((row.index for row in rows), default=0))
     report = GenerateReport()
     todo = []
     for row in rows:
@@ -147,8 +185,9 @@ def generate_rows(rows: list[GenerateRow], settings: GenerateSettings, pipe=None
             todo.append(row)
     if not todo:
         return report
-    # Read every input before loading the model, so a bad file fails fast with its name.
-    images = [load_image(row.image, notes=report.notes) for row in todo]
+    # Check every output and read every input before loading the model, so a bad path fails fast with its name.
+    check_output_paths(row.out for row in todo)
+    todo, images = _read_inputs(todo, report)
     from egoframe.pipelines.baselines import as_method, method_kwargs
 
     if pipe is None:
@@ -175,12 +214,29 @@ def generate_rows(rows: list[GenerateRow], settings: GenerateSettings, pipe=None
         )
         report.notes.extend(result.notes)
         for row, img in zip(chunk, result.images):
-            row.out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = row.out.with_name(row.out.name + ".tmp.png")
-            img.save(tmp)
-            os.replace(tmp, row.out)  # atomic: a killed run never leaves a half-written output
+            save_image(img, row.out)  # atomic: a killed run never leaves a half-written output
             report.written.append(row.out)
     return report
+
+
+def _read_inputs(todo: list[GenerateRow], report: GenerateReport) -> tuple[list[GenerateRow], list]:
+    """The rows whose input can be read, and their images; too-large inputs are skipped with a note."""
+    kept, images, too_large = [], [], []
+    for row in todo:
+        try:
+            images.append(load_image(row.image, notes=report.notes))
+        except ImageTooLargeError as exc:
+            too_large.append(exc)
+            report.too_large.append(row.image)
+            report.notes.append(f"skipped: {exc}")
+            continue
+        kept.append(row)
+    if not kept:
+        if len(too_large) == 1:
+            raise too_large[0]
+        raise ImageTooLargeError(f"all {len(too_large)} input images are too large to read safely; the first: "
+                                 f"{too_large[0]}")
+    return kept, images
 
 
 def resolve_sampling(pipe, settings: GenerateSettings, notes: list[str]) -> dict:
@@ -191,6 +247,7 @@ def resolve_sampling(pipe, settings: GenerateSettings, notes: list[str]) -> dict
              "guidance_scale": settings.guidance_scale, "guidance_interval": settings.guidance_interval}
     recommended = getattr(pipe, "sampling_defaults", {}) or {}
     chosen = choose_sampling(recommended, given)
+    _check_finite(chosen)  # also what the model's sampling.json recommends
     from_model = [k for k, v in given.items() if v is None and k in recommended]
     if from_model:
         notes.append("sampling recommended by the model: " + ", ".join(f"{k}={chosen[k]}" for k in from_model))

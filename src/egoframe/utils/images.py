@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from egoframe.errors import InputError
+from egoframe.errors import ImageTooLargeError, InputError
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# Lossy formats are written near-losslessly: a generated frame is usually measured afterwards.
+SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
 
 
 def load_image(path: str | os.PathLike, notes: list[str] | None = None) -> Image.Image:
@@ -21,7 +26,8 @@ def load_image(path: str | os.PathLike, notes: list[str] | None = None) -> Image
 
     Grayscale, palette, RGBA (composited on white) and 16-bit images are converted; each conversion
     is appended to ``notes`` (and logged) so the CLI can state it. Missing, empty or corrupt files raise
-    :class:`InputError` with a one-line reason.
+    :class:`InputError` with a one-line reason; one over Pillow's decompression-bomb limit raises
+    :class:`ImageTooLargeError` (its size and the limit) before any pixel is decoded.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -34,9 +40,21 @@ def load_image(path: str | os.PathLike, notes: list[str] | None = None) -> Image
         with Image.open(path) as img:
             img.load()
             image = img.copy()
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(_too_large_message(path, exc)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"cannot read image {path}: not a valid image file ({exc.__class__.__name__})") from None
     return to_rgb(image, name=os.path.basename(path), notes=notes)
+
+
+def _too_large_message(path: str, exc: Exception) -> str:
+    # Pillow refuses above 2 x MAX_IMAGE_PIXELS (it only warns above MAX_IMAGE_PIXELS); its message holds both
+    # numbers, and the width and height are not kept anywhere once it has refused.
+    found = re.search(r"\((\d+) pixels\) exceeds limit of (\d+) pixels", str(exc))
+    pixels, limit = (int(found[1]), int(found[2])) if found else (None, 2 * (Image.MAX_IMAGE_PIXELS or 0))
+    size = f"{pixels:,} pixels" if pixels is not None else "larger"
+    return (f"image {path} is too large to read safely: {size}, over Pillow's decompression-bomb limit of "
+            f"{limit:,} pixels (downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS for a file you trust)")
 
 
 def to_rgb(image: Image.Image, name: str = "image", notes: list[str] | None = None) -> Image.Image:
@@ -69,6 +87,77 @@ def fit_to_resolution(image: Image.Image, resolution: int, name: str = "image", 
         _note(notes, f"{name}: resized from {image.size[0]}x{image.size[1]} to {resolution}x{resolution}")
         image = image.resize((resolution, resolution), Image.Resampling.BICUBIC)
     return image
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """The Pillow format that an output file's extension names (``.jpg`` -> JPEG); InputError for none."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    fmt = Image.registered_extensions().get(suffix) if suffix in IMAGE_EXTENSIONS else None
+    if fmt is None or fmt not in Image.SAVE:
+        why = f"{suffix!r} is not an image extension egoframe writes" if suffix else "the name has no extension"
+        raise InputError(f"cannot write {os.fspath(path)}: {why}; end it in one of {', '.join(IMAGE_EXTENSIONS)}")
+    return fmt
+
+
+def check_output_paths(paths: Iterable[str | os.PathLike]) -> None:
+    """Refuse, before any work is done, an output that :func:`save_image` could not write.
+
+    Checks the extension, that no parent is a file, and that the nearest existing folder takes new files
+    (read-only mounts, ``/sys``, missing permission or an immutable folder fail here, by creating and
+    removing a probe file: ``os.access`` says yes to root for all of them). Leaves nothing behind.
+    """
+    probed: set[Path] = set()
+    for path in map(Path, paths):
+        output_format(path)
+        try:
+            folder = _nearest_folder(path)
+        except OSError as exc:  # stat() below a folder we may not enter
+            raise InputError(f"cannot write {path}: {exc.strerror or exc} ({exc.filename})") from None
+        if folder in probed:
+            continue
+        try:
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".egoframe-write-check-")
+        except OSError as exc:
+            raise InputError(f"cannot write {path}: folder {folder} is not writable ({exc.strerror or exc})") from None
+        os.close(fd)
+        os.unlink(probe)
+        probed.add(folder)
+
+
+def _nearest_folder(path: Path) -> Path:
+    """The existing folder that ``path`` would be written under; the folders between are made by save_image."""
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder")
+    folder = path.absolute().parent
+    while not folder.is_dir():
+        if folder.exists() or folder.is_symlink():
+            raise InputError(f"cannot write {path}: {folder} exists and is not a folder")
+        folder = folder.parent
+    return folder
+
+
+def save_image(image: Image.Image, path: str | os.PathLike) -> None:
+    """Write ``image`` in the format its extension names, atomically: a failed or killed write leaves no file."""
+    path = os.fspath(path)
+    fmt = output_format(path)
+    tmp = f"{path}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        image.save(tmp, format=fmt, **SAVE_OPTIONS.get(fmt, {}))
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def pil_to_tensor(images: Sequence[Image.Image]):
