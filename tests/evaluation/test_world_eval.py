@@ -32,6 +32,13 @@ def test_eval_world_writes_the_protocol_summary_and_resumes(tiny_oracle, tmp_pat
     assert passes["pairs_with_unchanged_true_states"] == 0  # curation's truth filter dropped any such pair
     assert passes["total"] == passes["reader_errors"] + passes["true_states_unchanged"]
     assert (out / "report.md").is_file() and (out / "grid.png").is_file()
+    # the premise's breakdown: every pair is on one side of each ambiguity, and the sides' means add up
+    for entry in on_disk["methods"].values():
+        for kind, sides in entry["action_success_by_ambiguity"].items():
+            assert sides["ambiguous"]["n"] + sides["unambiguous"]["n"] == 3
+            total = sum((side["value"] or 0) * side["n"] for side in sides.values())
+            assert total == pytest.approx(3 * entry["action_success"])
+    assert "| which object |" in (out / "report.md").read_text()
     # generated frames are at the input's size (128 px), whatever size the model works at
     from PIL import Image
 
@@ -49,6 +56,10 @@ def test_eval_world_writes_the_protocol_summary_and_resumes(tiny_oracle, tmp_pat
     assert f"--split all --methods label,copy --steps 1 --out {out}`" in report  # the command that reproduces it
     with pytest.raises(InputError, match="use another --out"):
         run_eval_world(EvalWorldConfig(**{**config.__dict__, "guidance_scale": 4.0}), say=lambda *_: None)
+    # the decoder's ceiling: true targets through the model's autoencoder, far closer to them than a copy
+    rt = run_eval_world(EvalWorldConfig(**{**config.__dict__, "methods": ("copy", "roundtrip")}), say=lambda *_: None)
+    assert (out / "roundtrip" / f"{sample}.png").is_file()
+    assert rt["methods"]["roundtrip"]["psnr"] > rt["methods"]["copy"]["psnr"] + 3
 
 
 def test_eval_world_bad_input_is_one_line(tmp_path):

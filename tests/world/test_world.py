@@ -263,3 +263,23 @@ def test_cli_world_make(tmp_path):
     assert WorldManifest.load(str(out)).config.resolution == 32
     bad = CliRunner().invoke(app, ["world", "make", "--videos", "1", "--out", str(tmp_path / "b"), "--fps", "90"])
     assert isinstance(bad.exception, EgoframeError)  # main() turns it into "error: ..." and exit code 2
+
+
+def test_label_ambiguity_from_the_annotation(world):
+    from egoframe.world.facts import WorldStates, label_ambiguity
+
+    states = WorldStates(world.root)
+    video = world.videos[0]
+    with open(world.path(f"parts/{video['video_id']}.json")) as fh:
+        first = json.load(fh)["actions"][0]
+    assert states.action(video["video_id"], first["narration_id"])["label"] == first["label"]
+    with pytest.raises(InputError, match="not in video"):
+        states.action(video["video_id"], "no-such-action")
+    one_cup = [{"object": "cup_0", "hand": "left", "destination": None}]
+    assert label_ambiguity(one_cup) == {"object": False, "hand": False, "place": False}
+    which_cup = one_cup + [{"object": "cup_1", "hand": "left", "destination": None}]
+    assert label_ambiguity(which_cup)["object"] and not label_ambiguity(which_cup)["hand"]
+    spots = [{"object": "cup_0", "hand": "left",
+              "destination": {"place": "counter", "x": x, "y": 0.4, "name": "counter", "object_id": None}}
+             for x in (0.2, 0.8)]
+    assert label_ambiguity(spots) == {"object": False, "hand": False, "place": True}

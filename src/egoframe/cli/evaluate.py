@@ -31,7 +31,7 @@ def eval_world(
                                                 "a rerun resumes it."),
     videos: int = typer.Option(400, "--videos", help="Videos in the fresh world."),
     n: int = typer.Option(200, "--n", help="Held-out pairs to score (all when fewer)."),
-    methods: str = typer.Option("vllm,annotation,label,copy", "--methods", help="Comma list of vllm,annotation,label,copy."),
+    methods: str = typer.Option("vllm,annotation,label,copy", "--methods", help="Comma list of vllm,annotation,label,copy,roundtrip (roundtrip: the true target through the model's autoencoder, its decoder's ceiling)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the model's sampling.json)."),
     guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale",
                                                    help="Text guidance s_T (default: the model's sampling.json)."),

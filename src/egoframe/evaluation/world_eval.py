@@ -29,6 +29,9 @@ from egoframe.errors import InputError
 
 METHODS = ("vllm", "annotation", "label", "copy")
 GENERATED = ("vllm", "annotation", "label")
+# "roundtrip": the true target through the model's autoencoder at the model's size and back to the input's:
+# the best any generator on that autoencoder can show (its decoder's ceiling). Not run unless asked for.
+ALL_METHODS = (*METHODS, "roundtrip")
 SUMMARY_FILE = "summary.json"
 
 
@@ -54,9 +57,9 @@ class EvalWorldConfig:
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> "EvalWorldConfig":
-        unknown = sorted(set(self.methods) - set(METHODS))
+        unknown = sorted(set(self.methods) - set(ALL_METHODS))
         if unknown or not self.methods:
-            raise InputError(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
+            raise InputError(f"unknown method(s) {unknown}: choose from {', '.join(ALL_METHODS)}")
         if self.videos < 2 or self.n < 1 or self.batch_size < 1:
             raise InputError("--videos must be >= 2, --n and --batch-size >= 1")
         if self.split not in ("test", "all"):
@@ -167,7 +170,8 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
 
     root = config.out
     methods = [m for m in config.methods if m in GENERATED]
-    for sub in ("inputs", "targets", "copy", *methods):
+    roundtrip = "roundtrip" in config.methods
+    for sub in ("inputs", "targets", "copy", *methods, *(["roundtrip"] if roundtrip else [])):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
     samples, todo = [], []
     for k, rec in enumerate(records):
@@ -179,11 +183,15 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
         for method in methods:
             if not os.path.exists(paths[method]):
                 todo.append((k, rec, method, paths[method]))
+        generated = {m: paths[m] for m in ("copy", *methods) if m in config.methods or m == "copy"}
+        if roundtrip:
+            generated["roundtrip"] = os.path.join(root, "roundtrip", f"{rec.id}.png")
         samples.append(Sample(sample_id=rec.id, action=rec.action, description=rec.description,
-                              input=paths["inputs"], target=paths["targets"],
-                              generated={m: paths[m] for m in ("copy", *methods) if m in config.methods or m == "copy"},
+                              input=paths["inputs"], target=paths["targets"], generated=generated,
                               extra={"video_id": rec.video_id, "input_frame": str(rec.input_frame),
                                      "target_frame": str(rec.target_frame), "verb": rec.verb}))
+    if roundtrip:
+        _roundtrip([s for s in samples if not os.path.exists(s.generated["roundtrip"])], config.model)
     sampling_file = os.path.join(root, "model_resolution.json")
     if methods:  # generated methods: check (or record) the sampling even when every frame is already there
         pipe = load_pipeline(config.model)
@@ -231,6 +239,31 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
     return samples
 
 
+def _roundtrip(samples, model: str) -> None:
+    """Write each sample's true target encoded and decoded by the model's autoencoder (at the model's size)."""
+    import torch
+    from PIL import Image
+
+    from egoframe.pipelines.loading import load_pipeline
+    from egoframe.utils.images import pil_to_tensor, tensor_to_pil
+
+    if not samples:
+        return
+    pipe = load_pipeline(model)
+    size = pipe.resolution
+    with torch.no_grad():
+        for start in range(0, len(samples), 32):
+            chunk = samples[start:start + 32]
+            targets = [Image.open(s.target).convert("RGB") for s in chunk]
+            x = pil_to_tensor([t.resize((size, size), Image.Resampling.BICUBIC) for t in targets])
+            latents = pipe.vae.encode(x.to(pipe.vae.device, pipe.vae.dtype)).latent_dist.mode()
+            decoded = pipe.vae.decode(latents).sample.clamp(-1, 1).float().cpu()
+            for s, t, image in zip(chunk, targets, tensor_to_pil(decoded)):
+                path = s.generated["roundtrip"]
+                image.resize(t.size, Image.Resampling.BICUBIC).save(f"{path}.tmp.png")
+                os.replace(f"{path}.tmp.png", path)
+
+
 def _score(config: EvalWorldConfig, samples, world: str, oracle_dir: str) -> dict:
     from egoframe.evaluation import stats
     from egoframe.evaluation.oracle import OracleScorer
@@ -248,6 +281,11 @@ def _score(config: EvalWorldConfig, samples, world: str, oracle_dir: str) -> dic
         per_sample[m] = {"action_success": success, "state_accuracy": accuracy,
                          "psnr": [min(psnr(i, t), 100.0) for i, t in zip(images, targets)],
                          "ssim": [ssim(i, t) for i, t in zip(images, targets)]}
+    from egoframe.world.facts import AMBIGUITIES, label_ambiguity
+
+    # what each sample's bare label leaves open (which object / hand / destination), from the world's annotation
+    ambiguity = [label_ambiguity(scorer.world.action(s.extra["video_id"], s.sample_id)["completions"])
+                 for s in samples]
     methods = {}
     for m in columns:
         entry = {}
@@ -260,6 +298,13 @@ def _score(config: EvalWorldConfig, samples, world: str, oracle_dir: str) -> dic
             v: {"n": sum(s.extra["verb"] == v for s in samples),
                 "value": float(np.mean([x for x, s in zip(per_sample[m]["action_success"], samples)
                                         if s.extra["verb"] == v]))} for v in verbs}
+        entry["action_success_by_ambiguity"] = {
+            kind: {side: {"n": len(vals), "value": float(np.mean(vals)) if vals else None}
+                   for side, vals in (("ambiguous", [x for x, a in zip(per_sample[m]["action_success"], ambiguity)
+                                                     if a[kind]]),
+                                      ("unambiguous", [x for x, a in zip(per_sample[m]["action_success"], ambiguity)
+                                                       if not a[kind]]))}
+            for kind in AMBIGUITIES}
         methods[m] = entry
     if "copy" in per_sample:
         # why a copied input passes: its pair's true states show no change (timing / curation), or the reader errs
@@ -281,6 +326,13 @@ def _score(config: EvalWorldConfig, samples, world: str, oracle_dir: str) -> dic
     for a, b in pairs:
         c = stats.paired_bootstrap(per_sample[a]["action_success"], per_sample[b]["action_success"], seed=config.seed)
         comparisons.append({"metric": "action_success", "a": a, "b": b, **c.as_dict()})
+    # the premise where it should show: on the pairs whose label leaves the object open (which cup, which drawer)
+    object_open = [k for k, a in enumerate(ambiguity) if a["object"]]
+    if "vllm" in config.methods and "label" in config.methods and len(object_open) >= 10:
+        c = stats.paired_bootstrap([per_sample["vllm"]["action_success"][k] for k in object_open],
+                                   [per_sample["label"]["action_success"][k] for k in object_open], seed=config.seed)
+        comparisons.append({"metric": "action_success", "a": "vllm", "b": "label", "subset": "object-ambiguous",
+                            "n": len(object_open), **c.as_dict()})
     if comparisons:
         for c, adjusted in zip(comparisons, stats.holm([c["p_value"] for c in comparisons])):
             c["p_holm"] = adjusted
@@ -323,7 +375,8 @@ def _write_report(config: EvalWorldConfig, summary: dict, samples) -> None:
                   "| A − B | difference | interval | p | p (Holm) | detectable |", "|---|---|---|---|---|---|"]
         for c in summary["comparisons"]:
             d = c["difference"]
-            lines.append(f"| {c['a']} − {c['b']} | {100 * d['value']:+.1f} | [{100 * d['low']:+.1f}, "
+            subset = f" (object-ambiguous labels, n = {c['n']})" if c.get("subset") else ""
+            lines.append(f"| {c['a']} − {c['b']}{subset} | {100 * d['value']:+.1f} | [{100 * d['low']:+.1f}, "
                          f"{100 * d['high']:+.1f}] | {stats.format_p(c['p_value'], d['resamples'])} | "
                          f"{stats.format_p(c['p_holm'], d['resamples'])} | {100 * c['detectable']:.1f} |")
     verbs = sorted({v for e in summary["methods"].values() for v in e["action_success_per_verb"]})
@@ -334,6 +387,15 @@ def _write_report(config: EvalWorldConfig, summary: dict, samples) -> None:
         n = summary["methods"][cols[0]]["action_success_per_verb"][v]["n"]
         lines.append(f"| {v} | {n} | " + " | ".join(
             f"{100 * summary['methods'][m]['action_success_per_verb'][v]['value']:.0f}" for m in cols) + " |")
+    lines += ["", "Action success by what the bare label leaves open (%; n ambiguous / unambiguous):", "",
+              "| the label leaves open | n | " + " | ".join(f"{m}: open / settled" for m in cols) + " |",
+              "|---|---|" + "---|" * len(cols)]
+    fmt = lambda v: "–" if v is None else f"{100 * v:.0f}"  # noqa: E731
+    for kind in next(iter(summary["methods"].values()))["action_success_by_ambiguity"]:
+        split = {m: summary["methods"][m]["action_success_by_ambiguity"][kind] for m in cols}
+        n = f"{split[cols[0]]['ambiguous']['n']} / {split[cols[0]]['unambiguous']['n']}"
+        lines.append(f"| which {kind} | {n} | " + " | ".join(
+            f"{fmt(split[m]['ambiguous']['value'])} / {fmt(split[m]['unambiguous']['value'])}" for m in cols) + " |")
     passes = summary["methods"].get("copy", {}).get("passes")
     if passes:
         lines += ["", f"Copied inputs that pass: {passes['total']} of {summary['n']}: {passes['true_states_unchanged']} "
@@ -394,4 +456,4 @@ def write_grid(samples, path: str, methods: list[str], cell: int = 128) -> None:
     grid.save(path)
 
 
-__all__ = ["EvalWorldConfig", "METHODS", "run_eval_world", "write_grid"]
+__all__ = ["ALL_METHODS", "EvalWorldConfig", "METHODS", "run_eval_world", "write_grid"]

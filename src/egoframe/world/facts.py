@@ -148,6 +148,7 @@ class WorldStates:
         self.manifest = WorldManifest.load(self.root)
         self._paths = {v["video_id"]: self.manifest.path(v["states_path"]) for v in self.manifest.videos}
         self._cache: dict[str, list] = {}
+        self._actions: dict[str, dict[str, dict]] = {}
 
     def state(self, video_id: str, frame: int):
         from egoframe.world import load_states
@@ -163,6 +164,36 @@ class WorldStates:
             raise InputError(f"frame {frame} is outside video {video_id} ({len(states)} frames)")
         return states[frame]
 
+    def action(self, video_id: str, narration_id: str) -> dict:
+        """The annotated action ``narration_id`` of a video (its ``parts/<video>.json`` entry: label, hand, object,
+        every completion the label allows, frames)."""
+        import json
+
+        if video_id not in self._actions:
+            path = os.path.join(self.root, "parts", f"{video_id}.json")
+            if not os.path.isfile(path):
+                raise InputError(f"video {video_id!r} has no annotation in {self.root}/parts")
+            with open(path) as fh:
+                self._actions[video_id] = {a["narration_id"]: a for a in json.load(fh)["actions"]}
+        if narration_id not in self._actions[video_id]:
+            raise InputError(f"action {narration_id!r} is not in video {video_id!r} of the world at {self.root}")
+        return self._actions[video_id][narration_id]
+
+
+AMBIGUITIES = ("object", "hand", "place")
+
+
+def label_ambiguity(completions: Sequence[dict]) -> dict[str, bool]:
+    """What an action's bare label leaves open, from every completion the world says it allows: which object
+    ("take cup" with three cups on the counter), which hand, which destination. LEGO's premise is that the
+    enriched description and the VLLM's reading of the frame settle exactly these (papers/001, Sec. 1: labels
+    "lack the necessary details ... to associate the action with correct objects and body movements")."""
+    objects = {c["object"] for c in completions}
+    hands = {c["hand"] for c in completions}
+    places = {None if c["destination"] is None else (c["destination"]["place"], round(c["destination"]["x"], 2),
+                                                     round(c["destination"]["y"], 2)) for c in completions}
+    return {"object": len(objects) > 1, "hand": len(hands) > 1, "place": len(places) > 1}
+
 
 def unchanged_pair(world: WorldStates, video_id: str, verb: str, input_frame: int, target_frame: int) -> bool:
     """True when the true states of the two frames agree on every fact the action is about: the pair shows
@@ -172,6 +203,6 @@ def unchanged_pair(world: WorldStates, video_id: str, verb: str, input_frame: in
     return all(fin[k] == ftg[k] for k in action_facts(verb, fin, ftg))
 
 
-__all__ = ["BOWL_COLOURS", "COMMON_FACTS", "COUNTS", "CUP_COLOURS", "HEADS", "HELD", "PLACES", "VERB_FACTS",
-           "WorldStates", "action_facts", "action_success", "facts_to_indices", "state_accuracy", "state_facts",
+__all__ = ["AMBIGUITIES", "BOWL_COLOURS", "COMMON_FACTS", "COUNTS", "CUP_COLOURS", "HEADS", "HELD", "PLACES", "VERB_FACTS",
+           "WorldStates", "action_facts", "action_success", "facts_to_indices", "label_ambiguity", "state_accuracy", "state_facts",
            "unchanged_pair"]
