@@ -26,9 +26,12 @@ class RecipeConfig:
     out_dir: str = "egoframe-default"
     pairs: int = 24000
     seed: int = 101  # the pairs' world seed (the shipped model's)
-    resolution: int = 64  # the frames the diffusion model sees (the pairs render at 128 px)
+    resolution: int = 64  # the frames the diffusion model sees
+    pair_resolution: int = 128  # the frames the pairs render at (the world's own size; the VLLM reads these)
     workers: int = 2
-    vae: str | None = None  # None: the shipped VAE; "train": train one on the pairs; else a VAE directory
+    # None: the shipped VAE; "train": train a KL VAE on the pairs; "patch": fit the lossless patch autoencoder
+    # (models/autoencoder.py: 128 px -> 48 x 32 x 32); else an autoencoder directory
+    vae: str | None = None
     vae_steps: int = 800
     vllm_epochs: int = 2
     vllm_pretrain_steps: int = 6000
@@ -62,8 +65,11 @@ class RecipeConfig:
             raise InputError("--steps and --batch-size must be >= 1 and --lr > 0")
         if self.decay_start is not None and not 0 <= self.decay_start < self.steps:
             raise InputError(f"--decay-start must be in [0, --steps), got {self.decay_start}")
-        if self.vae not in (None, "train") and not os.path.isfile(os.path.join(self.vae, "config.json")):
-            raise InputError(f"--vae {self.vae} is not a VAE directory (config.json): give one, 'train' or nothing")
+        if self.vae not in (None, "train", "patch") and not os.path.isfile(os.path.join(self.vae, "config.json")):
+            raise InputError(f"--vae {self.vae} is not a VAE directory (config.json): give one, 'train', 'patch' "
+                             "or nothing")
+        if self.resolution > self.pair_resolution:
+            raise InputError(f"--resolution {self.resolution} is above the pairs' {self.pair_resolution} px")
         if self.vae is None:
             from egoframe.quickstart import shipped_vae_dir
 
@@ -83,7 +89,7 @@ def run_recipe(config: RecipeConfig, say=print) -> dict:
     stages.run("pairs", lambda: _pairs(config, pool))
     stages.run("enrich", lambda: _enrich(pool))
     vae_dir = _vae_dir(config, paths["vae"])
-    if config.vae == "train":
+    if config.vae in ("train", "patch"):
         stages.run("vae", lambda: _vae(config, pool, vae_dir))
     stages.run("vllm", lambda: _vllm(config, pool, vllm_dir))
     stages.run("embed", lambda: _embed(config, vllm_dir, pool, cache))
@@ -106,7 +112,7 @@ def run_recipe(config: RecipeConfig, say=print) -> dict:
 def _pairs(config: RecipeConfig, out: str):
     from egoframe.world.pairs import write_pairs
 
-    write_pairs(out, n_pairs=config.pairs, seed=config.seed, resolution=2 * config.resolution,
+    write_pairs(out, n_pairs=config.pairs, seed=config.seed, resolution=config.pair_resolution,
                 workers=config.workers)
 
 
@@ -122,7 +128,7 @@ def _enrich(data: str):
 
 
 def _vae_dir(config: RecipeConfig, trained: str) -> str:
-    if config.vae == "train":
+    if config.vae in ("train", "patch"):
         return trained
     if config.vae is None:
         from egoframe.quickstart import shipped_vae_dir
@@ -132,7 +138,11 @@ def _vae_dir(config: RecipeConfig, trained: str) -> str:
 
 
 def _vae(config: RecipeConfig, data: str, out: str):
-    from egoframe.training.vae import VaeTrainConfig, train_vae
+    from egoframe.training.vae import VaeTrainConfig, fit_patch_autoencoder, train_vae
+
+    if config.vae == "patch":
+        summary = fit_patch_autoencoder(data, out, resolution=config.resolution)
+        return DONE_BEFORE if summary.get("reused") else None
 
     train_vae(VaeTrainConfig(data=data, out_dir=out, resolution=config.resolution, steps=config.vae_steps,
                              seed=0), progress=config.progress)
@@ -165,8 +175,13 @@ def diffusion_config(config: RecipeConfig, data: str, cache: str, vae: str, vllm
              "ema_decay": config.ema_decay, "warmup_steps": 50, "change_weight": config.change_weight}
     if config.decay_start is not None:
         optim["decay_start"] = config.decay_start
+    data_section = {"root": data, "resolution": config.resolution, "vllm_cache": cache}
+    if _is_patch(vae):
+        # Patch latents are the pixels themselves (48 x 32 x 32 per frame at 128 px): caching them for 24 000
+        # pairs would take ~14 GB, and folding pixels costs nothing, so frames are decoded per batch instead.
+        data_section.update(precompute=False, num_workers=2)
     return parse_config({
-        "data": {"root": data, "resolution": config.resolution, "vllm_cache": cache},
+        "data": data_section,
         "model": {"init": "tiny", "ablation": "lego", "vae": vae, "vllm": os.path.join(vllm_dir, "model"),
                   "tiny": {"unet_norm_groups": 4, "unet_channels": list(config.unet_channels)},
                   "prediction_type": "v_prediction"},
@@ -177,6 +192,16 @@ def diffusion_config(config: RecipeConfig, data: str, cache: str, vae: str, vllm
                 "sample_guidance_interval": list(config.sample_guidance_interval)},
         "seed": 0,
     })
+
+
+def _is_patch(vae_dir: str) -> bool:
+    import json
+
+    config_file = os.path.join(vae_dir, "config.json")
+    if not os.path.isfile(config_file):  # not made yet (a dry look at the config): the KL layout
+        return False
+    with open(config_file) as fh:
+        return json.load(fh).get("_class_name") == "PatchAutoencoder"
 
 
 def _diffusion(config: RecipeConfig, data: str, cache: str, vae: str, vllm_dir: str, out: str):

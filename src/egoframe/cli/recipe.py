@@ -26,7 +26,9 @@ def recipe(
     vllm_reading: float = typer.Option(1.0, "--vllm-reading", min=0.0,
                                        help="Weight of stage 0's reading head (hand and object the description "
                                             "names; 0: off)."),
-    vae: Optional[str] = typer.Option(None, "--vae", help="VAE directory, or 'train' (default: the shipped VAE)."),
+    vae: Optional[str] = typer.Option(None, "--vae", help="Autoencoder directory, 'train' (a KL VAE) or 'patch' (the "
+                                                          "lossless patch code; default: the shipped one)."),
+    resolution: int = typer.Option(64, "--resolution", help="Frame size the diffusion model works at (<= 128)."),
     eval_seed: Optional[int] = typer.Option(None, "--eval-seed",
                                             help="Score the result with eval-world on this world seed (one never "
                                                  "used for training or tuning)."),
@@ -41,7 +43,7 @@ def recipe(
     console = Console()
     config = RecipeConfig(out_dir=str(out), pairs=pairs, seed=seed, steps=steps, decay_start=decay_start,
                           change_weight=change_weight, vllm_pretrain_steps=vllm_pretrain_steps,
-                          vllm_reading=vllm_reading, vae=vae, eval_seed=eval_seed, workers=workers,
+                          vllm_reading=vllm_reading, vae=vae, resolution=resolution, eval_seed=eval_seed, workers=workers,
                           progress=not quiet)
     summary = run_recipe(config, say=lambda msg: console.print(msg, highlight=False))
     table = Table(title="recipe: seconds per stage")

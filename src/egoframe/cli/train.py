@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -13,6 +14,8 @@ def register(app: typer.Typer) -> None:
     app.command("train", help="Train the LEGO diffusion model (or an ablation / IP2P) from a YAML config.")(train)
     vae = typer.Typer(help="The small VAE of the embedded default.", no_args_is_help=True)
     vae.command("train", help="Train the VAE whose latents the tiny diffusion model works on.")(vae_train)
+    vae.command("patch", help="Fit the lossless patch autoencoder (pixels folded into channels; 128 px -> "
+                              "48 x 32 x 32): a mean colour and a scale, seconds.")(vae_patch)
     app.add_typer(vae, name="vae")
 
 
@@ -53,6 +56,8 @@ def vae_train(
     resolution: int = typer.Option(64, "--resolution", min=8),
     channels: str = typer.Option("32,64", "--channels",
                                  help="Widths of the levels; n levels downsample 2^(n-1)x (32,64,64: 128 px -> 32 x 32)."),
+    latent_channels: int = typer.Option(4, "--latent-channels", min=1, help="Channels of the latent."),
+    crop: Optional[int] = typer.Option(None, "--crop", help="Train on random crops of this size (cheaper per frame)."),
     max_pairs: int = typer.Option(4000, "--max-pairs", min=1, help="Frames of at most this many pairs in memory."),
     seed: int = typer.Option(0, "--seed"),
     quiet: bool = typer.Option(False, "--quiet"),
@@ -65,10 +70,29 @@ def vae_train(
     except ValueError:
         raise InputError(f"--channels must be comma-separated integers, got {channels!r}") from None
     summary = train_vae(VaeTrainConfig(data=str(data), out_dir=str(out), steps=steps, batch_size=batch_size,
-                                       resolution=resolution, seed=seed, vae_channels=widths, max_pairs=max_pairs),
+                                       resolution=resolution, seed=seed, vae_channels=widths, max_pairs=max_pairs,
+                                       latent_channels=latent_channels, crop=crop),
                         progress=not quiet)
     if summary.get("reused"):
         typer.echo(f"VAE already trained in {out}")
     else:
         typer.echo(f"VAE: reconstruction {summary['reconstruction_psnr_db']:.1f} dB after {summary['steps']} steps "
                    f"({summary['seconds']:.0f} s) -> {out}")
+
+
+def vae_patch(
+    data: Path = typer.Option(..., "--data", help="Data set (from `egoframe data curate` or `egoframe world pairs`)."),
+    out: Path = typer.Option(..., "--out", help="Output directory (diffusers layout: config.json + safetensors)."),
+    resolution: int = typer.Option(128, "--resolution", min=8, help="Frame size the diffusion model works at."),
+    patch: int = typer.Option(4, "--patch", min=1, help="Pixels per latent position along each side."),
+    max_pairs: int = typer.Option(2000, "--max-pairs", min=1, help="Frames of at most this many pairs to fit on."),
+) -> None:
+    from egoframe.training.vae import fit_patch_autoencoder
+
+    summary = fit_patch_autoencoder(str(data), str(out), resolution=resolution, patch_size=patch, max_pairs=max_pairs)
+    if summary.get("reused"):
+        typer.echo(f"patch autoencoder already fitted in {out}")
+    else:
+        c, h, w = summary["latent_shape"]
+        typer.echo(f"patch autoencoder: {resolution} px -> {c} x {h} x {w}, scale {summary['scaling_factor']:.3f}, "
+                   f"round-trip error {summary['max_reconstruction_error']:.1e} -> {out}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from diffusers.utils import BaseOutput
 from PIL import Image
 
 from egoframe.errors import InputError
+from egoframe.models.autoencoder import downsampling_factor
 from egoframe.models.conditioning import LegoConditioning
 from egoframe.models.kv_cache import cached_cross_attention
 from egoframe.models.text import encode_text
@@ -80,6 +82,9 @@ def choose_sampling(recommended: dict | None, given: dict) -> dict:
     out = {k: (given[k] if given.get(k) is not None else shipped[k]) for k in PAPER_SAMPLING}
     if isinstance(out["guidance_interval"], list):  # as sampling.json holds it; checked where it is used
         out["guidance_interval"] = tuple(out["guidance_interval"])
+    for key in ("image_guidance_scale", "guidance_scale"):
+        if not math.isfinite(float(out[key])):  # nan / inf would give an all-black frame and exit 0
+            raise InputError(f"{key} must be finite, got {out[key]}")
     return out
 
 
@@ -174,7 +179,7 @@ class LegoPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ sizes
     @property
     def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return downsampling_factor(self.vae)
 
     @property
     def resolution(self) -> int:

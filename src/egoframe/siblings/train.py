@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from egoframe.errors import ConfigError
+from egoframe.models.autoencoder import downsampling_factor
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,10 @@ def _build_connector(config: SiblingTrainConfig, vllm, unet, latent_grid: int):
 
     cls = connector_class(config.system)
     if config.init_from:
-        return cls.from_pretrained(os.path.join(config.init_from, "connector"), use_safetensors=True)
+        from egoframe.utils.safe_loading import weights_kwargs
+
+        folder = os.path.join(config.init_from, "connector")
+        return cls.from_pretrained(folder, **weights_kwargs(folder))
     kwargs = dict(d_llm=vllm.d_llm, cross_attention_dim=unet.config.cross_attention_dim)
     if config.system != "rp2p":
         kwargs["num_llm_tokens"] = _num_llm_tokens(config)
@@ -243,18 +247,18 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
         parts = {name: getattr(sd, name) for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
     parts.pop("conditioning", None)  # LEGO's; the connector takes its place
     if config.vae:
-        from diffusers import AutoencoderKL
+        from egoframe.models.autoencoder import load_autoencoder
 
         if not os.path.isfile(os.path.join(config.vae, "config.json")):
             raise ConfigError(f"vae: {config.vae} is not a VAE directory (made by `egoframe vae train`)")
-        parts["vae"] = AutoencoderKL.from_pretrained(config.vae, use_safetensors=True)
+        parts["vae"] = load_autoencoder(config.vae)
     if config.prediction_type != parts["scheduler"].config.get("prediction_type", "epsilon"):
         parts["scheduler"] = type(parts["scheduler"]).from_config(parts["scheduler"].config,
                                                                   prediction_type=config.prediction_type)
     vae, text_encoder, unet = parts["vae"], parts["text_encoder"], parts["unet"]
     vae.requires_grad_(False).eval()
     text_encoder.requires_grad_(False).eval()
-    vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    vae_factor = downsampling_factor(vae)
     vllm, edit_ids = _build_llm(config, source)
     connector = _build_connector(config, vllm, unet, config.resolution // vae_factor)
     ce_w, mse_w, diff_w = config.weights()

@@ -68,8 +68,7 @@ class TrainResult:
 
 def build_pipeline(config: TrainConfig, cache=None):
     """The pipeline to train, from the tiny architecture, a Stable Diffusion dir or an egoframe dir."""
-    from diffusers import AutoencoderKL
-
+    from egoframe.models.autoencoder import load_autoencoder
     from egoframe.models.conditioning import ABLATIONS, LegoConditioningConfig
     from egoframe.models.tiny import TinyConfig, tiny_components
     from egoframe.pipelines.lego import LegoPipeline
@@ -87,9 +86,8 @@ def build_pipeline(config: TrainConfig, cache=None):
         tiny_kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in m.tiny.items()}
         tiny = TinyConfig(**{**tiny_kwargs, "resolution": config.data.resolution})
         tiny.conditioning = {**tiny.conditioning, **vllm_sizes}
-        parts = tiny_components(tiny, ablation=m.ablation, seed=config.seed, use_text_mask=m.use_text_mask)
-        if m.vae:
-            parts["vae"] = AutoencoderKL.from_pretrained(m.vae, use_safetensors=True)
+        vae = load_autoencoder(m.vae) if m.vae else None  # the UNet's channels follow a given autoencoder
+        parts = tiny_components(tiny, ablation=m.ablation, seed=config.seed, vae=vae, use_text_mask=m.use_text_mask)
         pipe = LegoPipeline(**parts)
     else:
         cond = LegoConditioningConfig(**{**ABLATIONS[m.ablation], **vllm_sizes, "use_text_mask": m.use_text_mask})

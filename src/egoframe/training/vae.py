@@ -35,6 +35,11 @@ class VaeTrainConfig:
     # one entry per level; n levels downsample 2^(n-1) x: (32, 64) turns 64 px into 32 x 32 latents,
     # (32, 64, 64) turns 128 px into 32 x 32 (the same UNet cost at twice the frame size)
     vae_channels: tuple[int, ...] = (32, 64)
+    latent_channels: int = 4
+    # train on random crops of this size (None: whole frames). The VAE is convolutional (no attention), so one
+    # trained on 64 px crops of 128 px frames codes whole 128 px frames at the same pixel scale, at a quarter of
+    # the cost per frame
+    crop: int | None = None
     max_pairs: int | None = 4000  # frames of at most this many training pairs are held in memory (both frames)
 
 
@@ -52,6 +57,10 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
 
     if config.steps < 1 or config.batch_size < 1:
         raise ConfigError("steps and batch_size must be >= 1")
+    factor = 2 ** (len(config.vae_channels) - 1)
+    if config.crop is not None and not (factor <= config.crop <= config.resolution and config.crop % factor == 0):
+        raise ConfigError(f"crop must be a multiple of the VAE's downsampling {factor} in [{factor}, "
+                          f"{config.resolution}], got {config.crop}")
     done_file = os.path.join(config.out_dir, "config.json")
     if os.path.exists(done_file) and os.path.exists(os.path.join(config.out_dir, "vae_train.json")):
         logger.info("VAE already trained in %s", config.out_dir)
@@ -61,7 +70,8 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
         raise InputError(f"no training pairs in {config.data}")
     # Both frames of every pair: the VAE must reconstruct inputs and targets alike.
     images = _all_frames(dataset, config.max_pairs)  # (N, 3, R, R)
-    tiny = TinyConfig(resolution=config.resolution, vae_channels=tuple(config.vae_channels))
+    tiny = TinyConfig(resolution=config.resolution, vae_channels=tuple(config.vae_channels),
+                      vae_latent_channels=config.latent_channels)
     vae: AutoencoderKL = tiny_components(tiny, ablation="descriptions", seed=config.seed)["vae"]
     vae.train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
@@ -76,6 +86,11 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
         for step in range(first, config.steps):
             idx = torch.randint(0, images.shape[0], (config.batch_size,), generator=generator)
             x = images[idx]
+            if config.crop is not None and config.crop < config.resolution:
+                # one offset per batch, on the latent grid: every crop sees the frame as the whole frame would
+                u, v = (int(o) * factor for o in torch.randint(0, (config.resolution - config.crop) // factor + 1,
+                                                                 (2,), generator=generator))
+                x = x[:, :, u:u + config.crop, v:v + config.crop]
             posterior = vae.encode(x).latent_dist
             z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
             recon = vae.decode(z).sample
@@ -111,6 +126,42 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
     return summary
 
 
+def fit_patch_autoencoder(data: str, out_dir: str, resolution: int = 128, patch_size: int = 4,
+                          max_pairs: int | None = 2000) -> dict:
+    """Fit and save the lossless PatchAutoencoder (models/autoencoder.py) on a data set's training frames.
+
+    Nothing is learned but the mean colour and one scale (seconds); the latent of a 128 px frame at patch 4 is
+    48 x 32 x 32 and decodes back exactly. A finished directory is reused as it is.
+    """
+    from egoframe.data.dataset import FramePairDataset
+    from egoframe.models.autoencoder import PatchAutoencoder
+    from egoframe.utils.checkpoint import atomic_write_json
+
+    if resolution % patch_size:
+        raise ConfigError(f"resolution {resolution} is not divisible by the patch size {patch_size}")
+    summary_file = os.path.join(out_dir, "vae_fit.json")
+    if os.path.exists(summary_file) and os.path.exists(os.path.join(out_dir, "config.json")):
+        logger.info("patch autoencoder already fitted in %s", out_dir)
+        return {"reused": True, "out_dir": out_dir}
+    dataset = FramePairDataset(data, resolution=resolution, split="train")
+    if len(dataset) == 0:
+        raise InputError(f"no training pairs in {data}")
+    start = time.time()
+    images = _all_frames(dataset, max_pairs)
+    vae = PatchAutoencoder(patch_size=patch_size, sample_size=resolution).fit(images)
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(images[:64]).latent_dist.mode()).sample
+    error = float((recon - images[:64]).abs().max())
+    os.makedirs(out_dir, exist_ok=True)
+    vae.save_pretrained(out_dir)
+    summary = {"kind": "patch", "patch_size": patch_size, "resolution": resolution,
+               "latent_shape": [int(vae.config.latent_channels), resolution // patch_size, resolution // patch_size],
+               "scaling_factor": float(vae.config.scaling_factor), "shift": [float(v) for v in vae.shift],
+               "max_reconstruction_error": error, "frames": int(len(images)), "seconds": round(time.time() - start, 1)}
+    atomic_write_json(summary_file, summary)  # written last: marks done
+    return summary
+
+
 def _save_checkpoint(path, vae, optimizer, generator, step, config) -> None:
     """Weights, optimizer and sampling RNG, written to a temp dir and renamed (atomic)."""
     import shutil
@@ -137,7 +188,7 @@ def _load_checkpoint(path, vae, optimizer, generator, config) -> int:
         return 0
     with open(os.path.join(path, "state.json")) as fh:
         state = json.load(fh)
-    saved = {k: v for k, v in state["config"].items() if k not in ("steps", "checkpoint_every")}
+    saved = {"latent_channels": 4, **{k: v for k, v in state["config"].items() if k not in ("steps", "checkpoint_every")}}
     now = {k: v for k, v in asdict(config).items() if k not in ("steps", "checkpoint_every")}
     if json.loads(json.dumps(saved)) != json.loads(json.dumps(now)):
         raise ConfigError(f"{path} was written with other VAE settings: use another --out or delete it")
