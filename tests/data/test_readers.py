@@ -142,3 +142,37 @@ def test_reason_edit_folders_pair_lines_with_sorted_images(tmp_path):
         ("1-Left-Right_1", "Remove the cup on the left", "a table"),
         ("1-Left-Right_2", "Make the right apple green", "a green apple")]
     assert records[0].extra["mask_src"].endswith("1_mask.jpg") and not skips
+
+
+def test_ego4d_reader_follows_the_official_flags_and_nulls(tmp_path):
+    def action(uid, **kw):
+        base = {"uid": uid, "structured_verb": "take_(pick,_grab,_get)", "structured_noun": "cup_(mug)",
+                "narration_text": "#C C picks a cup", "is_valid_action": True, "is_rejected": False,
+                "is_invalid_annotation": False, "stage": 2,
+                "frames": [{"frame_type": "pre_15", "frame_number": 10, "boxes": []},
+                           {"frame_type": "pnr_frame", "frame_number": 25, "boxes": []}],
+                "critical_frames": {"pre_15": {"frame": 10}, "pnr_frame": {"frame": 25}, "contact_frame": None}}
+        return {**base, **kw}
+
+    actions = [
+        action("ok"),
+        action("invalid", is_invalid_annotation=True),
+        action("stage-null", stage=None),
+        action("frames-null", frames=None),
+        action("both-null", frames=None, critical_frames=None),
+        action("pnr-null", frames=None, critical_frames={"pre_15": {"frame": 10}, "pnr_frame": None}),
+        action("contact-null", frames=None, critical_frames={"pre_15": {"frame": 3}, "pnr_frame": {"frame": 9},
+                                                             "contact_frame": None}),
+    ]
+    path = tmp_path / "fho_main.json"
+    path.write_text(json.dumps({"videos": [{"video_uid": "v", "video_metadata": {"fps": 30},
+                                            "annotated_intervals": [{"narrated_actions": actions}]}]}))
+    records, skips = read_ego4d_fho(str(path))
+    by_id = {r.id: r for r in records}
+    assert set(by_id) == {"ok", "stage-null", "frames-null", "contact-null"}
+    assert (by_id["frames-null"].input_frame, by_id["frames-null"].target_frame) == (10, 25)
+    assert (by_id["contact-null"].input_frame, by_id["contact-null"].target_frame) == (3, 9)
+    reasons = {s.id: s.reason for s in skips}
+    assert "is_invalid_annotation" in reasons["invalid"]
+    assert "frames and critical_frames are null" in reasons["both-null"]
+    assert "no pnr_frame frame" in reasons["pnr-null"]

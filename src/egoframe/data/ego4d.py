@@ -4,6 +4,14 @@ Layout: ``videos[] -> annotated_intervals[] -> narrated_actions[]``; each action
 ``frame_type`` pre_45 / pre_30 / pre_15 / pre_frame / contact_frame / pnr_frame / post_frame with a
 ``frame_number`` and ``boxes[]`` (``object_type``, ``structured_noun``, ``bbox {x, y, width, height}``).
 LEGO's pair: input = the PRE-15 frame, target = the PNR frame.
+
+The official schema's flags and nulls, as this reader treats them (each skip is counted with its reason in
+the curation report): ``is_rejected`` true, ``is_valid_action`` false or ``is_invalid_annotation`` true: the
+annotators rejected the action, skipped. ``frames`` null: no per-frame annotation, the frame numbers come from
+``critical_frames`` (no boxes); both null: skipped ("no frames annotated"). A chosen frame type (PRE-15, PNR)
+absent or null in both, e.g. ``critical_frames.pnr_frame`` null: skipped. ``contact_frame`` (and any other
+frame type than the two chosen) null: ignored, it is not used. ``stage`` (the annotation pass) null: ignored,
+the frames annotated are used as they are.
 """
 
 from __future__ import annotations
@@ -63,9 +71,13 @@ def read_ego4d_fho(path: str, input_frame_type: str = "pre_15",
 
 def _action_to_record(action: dict, action_id: str, video_uid: str, interval: dict, meta: dict,
                       input_type: str, target_type: str) -> ActionRecord | str:
-    if action.get("is_rejected") or action.get("is_valid_action") is False or action.get("is_invalid"):
+    if action.get("is_rejected") or action.get("is_valid_action") is False:
         return "action marked rejected/invalid by the annotators"
-    frames = {f["frame_type"]: f for f in (action.get("frames") or []) if f.get("frame_type")}
+    if action.get("is_invalid_annotation"):
+        return "annotation marked invalid by the annotators (is_invalid_annotation)"
+    if action.get("frames") is None and action.get("critical_frames") is None:
+        return "no frames annotated (frames and critical_frames are null)"
+    frames = {f["frame_type"]: f for f in (action.get("frames") or []) if f and f.get("frame_type")}
     critical = action.get("critical_frames") or {}
     numbers = {}
     for frame_type in (input_type, target_type):
