@@ -95,24 +95,25 @@ def test_parallel_workers_give_the_same_pairs(fixtures_dir, epic_videos, tmp_pat
 
 
 def test_epic_frame_folders_with_a_missing_frame(fixtures_dir, tmp_path):
-    # rgb_frames/P03/P03_01/frame_*.jpg (1-based) of 100 frames; frame 66 (file 67) is missing.
+    # rgb_frames/P03/P03_01/frame_*.jpg (1-based) of 100 frames; file 66 (0-based frame 65) is missing.
     folder = tmp_path / "rgb_frames" / "P03" / "P03_01"
     folder.mkdir(parents=True)
     for index in range(100):
-        if index != 66:
+        if index != 65:
             Image.fromarray(frame_image(index)).save(folder / f"frame_{index + 1:010d}.jpg", quality=95)
     out = tmp_path / "ds"
     report = curate(CurationConfig(format="epic100", annotations=str(fixtures_dir / "EPIC_100_train_sample.csv"),
-                                   frames=str(tmp_path / "rgb_frames"), out=str(out), filter_similarity=False,
-                                   neighbours=0))
+                                   frames=str(tmp_path / "rgb_frames"), frames_fps=10, out=str(out),
+                                   filter_similarity=False, neighbours=0))
     records = {r.id: r for r in load_records(str(out))}
     assert list(records) == ["P03_01_0"]
     rec = records["P03_01_0"]
-    # fps estimated from the CSV's frame columns (10), so the frames match the video case.
-    assert (rec.input_frame, rec.target_frame) == (18, 32)
-    assert _stored_index(out, rec.target_path) == 32
+    # the dataset's rule at the rate given (10, the fixture's): file max(1, floor(t x 10)), 0-based one less;
+    # input 2.04 - 0.25 = 1.79 s -> file 17, target 2.04 + 0.6 x 2 = 3.24 s -> file 32
+    assert (rec.input_frame, rec.target_frame) == (16, 31)
+    assert _stored_index(out, rec.target_path) == 31
     reasons = {s["id"]: s["reason"] for s in report["skipped"]}
-    assert reasons["P03_01_1"].startswith("missing frame 66")
+    assert reasons["P03_01_1"].startswith("missing frame 65")
     assert "frame folder not found" in reasons["P01_02_0"]
 
 
@@ -146,3 +147,30 @@ def test_a_corrupt_video_tail_skips_only_the_frames_it_lost(tmp_path, fixtures_d
     kept = {r.id for r in load_records(str(out))}
     assert "P03_01_0" in kept  # frames 18 and 32 are in the surviving part
     assert "P03_01_1" in reasons and ("missing frame" in reasons["P03_01_1"] or "beyond" in reasons["P03_01_1"])
+
+
+def test_epic_frame_folders_follow_the_datasets_own_numbering(tmp_path):
+    """Rows written as the public CSVs write them (2- and 3-decimal stamps, an empty narration_timestamp,
+    quoted Python-list columns); the published frame for time t is frame_%010d.jpg numbered max(1, floor(t F)),
+    F = 60 for PXX_YY and 50 for PXX_1YY videos, whatever the video's own fps."""
+    csv_path = tmp_path / "EPIC_100_train.csv"
+    csv_path.write_text(
+        "narration_id,participant_id,video_id,narration_timestamp,start_timestamp,stop_timestamp,start_frame,"
+        "stop_frame,narration,verb,verb_class,noun,noun_class,all_nouns,all_noun_classes\n"
+        'P05_01_0,P05,P05_01,00:00:01.900,00:00:02.13,00:00:03.50,127,210,take cup,take,0,cup,13,"[\'cup\']",[13]\n'
+        'P05_101_0,P05,P05_101,,00:00:01.500,00:00:02.500,75,125,open tap,open,3,tap,0,"[\'tap\', \'water\']","[0, 27]"\n')
+    for video, count in (("P05_01", 200), ("P05_101", 130)):
+        folder = tmp_path / "rgb_frames" / "P05" / video
+        folder.mkdir(parents=True)
+        for index in range(count):
+            Image.fromarray(frame_image(index)).save(folder / f"frame_{index + 1:010d}.jpg", quality=95)
+    out = tmp_path / "ds"
+    curate(CurationConfig(format="epic100", annotations=str(csv_path), frames=str(tmp_path / "rgb_frames"),
+                          out=str(out), filter_similarity=False, neighbours=0))
+    records = {r.id: r for r in load_records(str(out))}
+    # P05_01 (F = 60): input 2.13 - 0.25 = 1.88 s -> file 112; target 2.13 + 0.6 x 1.37 = 2.952 s -> file 177
+    # P05_101 (F = 50): input 1.25 s -> file 62; target 2.1 s -> file 105 (0-based indices one less)
+    assert (records["P05_01_0"].input_frame, records["P05_01_0"].target_frame) == (111, 176)
+    assert (records["P05_101_0"].input_frame, records["P05_101_0"].target_frame) == (61, 104)
+    assert _stored_index(out, records["P05_101_0"].target_path) == 104
+    assert records["P05_01_0"].fps == 60 and records["P05_101_0"].fps == 50

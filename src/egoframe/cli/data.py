@@ -19,7 +19,7 @@ def curate_command(
     out: Path = typer.Option(..., "--out", help="output data set directory (a rerun resumes it)"),
     videos: Optional[Path] = typer.Option(None, "--videos", help="directory of <video_id>.MP4 files"),
     frames: Optional[Path] = typer.Option(None, "--frames", help="EPIC rgb_frames directory (P01/P01_01/frame_*.jpg)"),
-    frames_fps: float = typer.Option(0.0, "--frames-fps", help="fps of --frames; 0 estimates it from the CSV"),
+    frames_fps: float = typer.Option(0.0, "--frames-fps", help="rate --frames are numbered at; 0: EPIC-KITCHENS-100's own rule (60 for PXX_YY, 50 for PXX_1YY videos)"),
     workers: int = typer.Option(1, "--workers", help="videos decoded in parallel (processes)"),
     scorer: str = typer.Option("offline", "--scorer", help="offline (sharpness/exposure) | laion"),
     laion_head: Optional[Path] = typer.Option(None, "--laion-head", help="LAION aesthetic head (.safetensors)"),

@@ -58,7 +58,8 @@ class CurationConfig:
     out: str
     videos: str = ""  # directory of videos (<video_id>.MP4), for epic100/ego4d
     frames: str = ""  # EPIC rgb_frames directory (rgb_frames/P01/P01_01/frame_0000000001.jpg)
-    frames_fps: float = 0.0  # fps of the frame folders; 0 = estimate from the CSV's frame columns
+    # rate the frame folders are numbered at; 0 = EPIC-KITCHENS-100's own rule (60 for PXX_YY, 50 for PXX_1YY)
+    frames_fps: float = 0.0
     input_offset_s: float = 0.25  # EPIC δi: input at start - δi
     target_fraction: float = 0.6  # EPIC λ: target at start + λ·(stop - start)
     neighbours: int = 3  # frames on each side considered by the aesthetic choice (0 = nominal frame)
@@ -239,9 +240,9 @@ def plan_units(records: list[ActionRecord], config: CurationConfig) -> tuple[lis
         fps_estimates: dict[str, float] = {}
         video_files = index_videos(config.videos) if not config.frames else {}
         if config.frames and not config.frames_fps:
-            from egoframe.data.epic100 import estimate_fps
+            from egoframe.data.video import epic_frames_rate
 
-            fps_estimates = estimate_fps(unique)
+            fps_estimates = {video_id: float(epic_frames_rate(video_id)) for video_id in by_video}
         for video_id in sorted(by_video):
             recs = by_video[video_id]
             if config.frames:
@@ -338,7 +339,6 @@ def _clip_boxes(rec: ActionRecord, width: int, height: int) -> str | None:
 
 def _curate_video_unit(unit: WorkUnit, config: CurationConfig) -> UnitResult:
     from egoframe.data.scoring import ScorerSpec, get_judge
-    from egoframe.data.video import time_to_frame
 
     judge = get_judge(ScorerSpec(config.scorer, config.laion_head, config.clip_dir))
     result = UnitResult(unit.unit_id)
@@ -348,12 +348,12 @@ def _curate_video_unit(unit: WorkUnit, config: CurationConfig) -> UnitResult:
         ready: list[ActionRecord] = []
         for rec in unit.records:
             rec.fps, rec.width, rec.height = info.fps, info.width, info.height
-            if config.format == "epic100":
-                rec.input_frame = time_to_frame(rec.input_time, info.fps)
-                rec.target_frame = time_to_frame(rec.target_time, info.fps)
+            if config.format == "epic100":  # times -> frames by the reader's own rule (video or frame folder)
+                rec.input_frame = reader.time_to_index(rec.input_time)
+                rec.target_frame = reader.time_to_index(rec.target_time)
             else:
-                rec.input_time = rec.input_frame / info.fps
-                rec.target_time = rec.target_frame / info.fps
+                rec.input_time = reader.index_to_time(rec.input_frame)
+                rec.target_time = reader.index_to_time(rec.target_frame)
             last = max(rec.input_frame, rec.target_frame)
             if last >= info.num_frames:
                 result.skips.append(Skip(rec.id, f"timestamp beyond video end (frame {last} at "
@@ -377,11 +377,11 @@ def _curate_video_unit(unit: WorkUnit, config: CurationConfig) -> UnitResult:
                     wanted.update(range(max(0, nominal - n), min(info.num_frames, nominal + n + 1)))
             frames = reader.read(wanted)
             decode_note = getattr(reader, "decode_error", "")
-            _choose_and_write(batch, frames, judge, unit, config, result, decode_note)
+            _choose_and_write(batch, frames, judge, unit, config, result, decode_note, reader.index_to_time)
     return result
 
 
-def _choose_and_write(batch, frames, judge, unit, config, result, decode_note) -> None:
+def _choose_and_write(batch, frames, judge, unit, config, result, decode_note, index_to_time) -> None:
     indices = sorted(frames)
     if indices:
         scores, embeds = judge.aesthetic(np.stack([frames[i] for i in indices]))
@@ -407,7 +407,7 @@ def _choose_and_write(batch, frames, judge, unit, config, result, decode_note) -
             rec.extra[f"aesthetic_candidates_{role}"] = {str(i): score_of[i] for i in candidates}
             rec.scores[f"aesthetic_{role}"] = score_of[best]
         rec.input_frame, rec.target_frame = picks["input"], picks["target"]
-        rec.input_time, rec.target_time = rec.input_frame / rec.fps, rec.target_frame / rec.fps
+        rec.input_time, rec.target_time = index_to_time(rec.input_frame), index_to_time(rec.target_frame)
         chosen_pairs.append(rec)
     if not chosen_pairs:
         return

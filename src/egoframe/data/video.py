@@ -28,6 +28,22 @@ def time_to_frame(seconds: float, fps: float) -> int:
     return int(math.floor(seconds * fps + 0.5 + 1e-6))
 
 
+_EPIC_100_NEW_VIDEO = re.compile(r"^P\d+_1\d\d$")  # PXX_1YY: the EPIC-KITCHENS-100 extension's recordings
+
+
+def epic_frames_rate(video_id: str) -> int:
+    """The rate EPIC-KITCHENS-100 numbered a video's published frames at, whatever the video's own fps:
+    50 for the extension's ``PXX_1YY`` videos, 60 for the original ``PXX_YY`` ones (the dataset's README and
+    its annotation CSVs, whose start_frame / stop_frame follow the same rule)."""
+    return 50 if _EPIC_100_NEW_VIDEO.match(video_id) else 60
+
+
+def epic_frame_number(seconds: float, rate: float) -> int:
+    """The published frame file shown at ``seconds``: ``frame_%010d.jpg`` numbered ``max(1, floor(t * F))``
+    (frame 1 for 00:00:00.00; 1-based). The 1e-6 absorbs float error in ``seconds * rate``."""
+    return max(1, int(math.floor(seconds * rate + 1e-6)))
+
+
 @dataclass
 class VideoInfo:
     fps: float
@@ -69,6 +85,12 @@ class VideoFrameReader:
             num_frames = int(round(duration * self._fps))
         self.info = VideoInfo(self._fps, num_frames, stream.codec_context.width, stream.codec_context.height)
         self.decode_error = ""
+
+    def time_to_index(self, seconds: float) -> int:
+        return time_to_frame(seconds, self.info.fps)
+
+    def index_to_time(self, index: int) -> float:
+        return index / self.info.fps
 
     def __enter__(self) -> "VideoFrameReader":
         return self
@@ -160,6 +182,13 @@ class FrameFolderReader:
         first = self._load(min(numbers) - 1)
         height, width = first.shape[:2] if first is not None else (0, 0)
         self.info = VideoInfo(float(fps), max(numbers), width, height)
+
+    def time_to_index(self, seconds: float) -> int:
+        """The 0-based index of the frame file the dataset's own rule names for ``seconds``."""
+        return epic_frame_number(seconds, self.info.fps) - 1
+
+    def index_to_time(self, index: int) -> float:
+        return (index + 1) / self.info.fps
 
     def __enter__(self) -> "FrameFolderReader":
         return self
