@@ -195,13 +195,10 @@ def diffusion_config(config: RecipeConfig, data: str, cache: str, vae: str, vllm
 
 
 def _is_patch(vae_dir: str) -> bool:
-    import json
+    from egoframe.models.autoencoder import autoencoder_class
 
-    config_file = os.path.join(vae_dir, "config.json")
-    if not os.path.isfile(config_file):  # not made yet (a dry look at the config): the KL layout
-        return False
-    with open(config_file) as fh:
-        return json.load(fh).get("_class_name") == "PatchAutoencoder"
+    # not made yet (a dry look at the config): the KL layout
+    return os.path.isfile(os.path.join(vae_dir, "config.json")) and autoencoder_class(vae_dir) == "PatchAutoencoder"
 
 
 def _diffusion(config: RecipeConfig, data: str, cache: str, vae: str, vllm_dir: str, out: str):

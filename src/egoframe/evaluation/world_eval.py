@@ -190,12 +190,14 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
                               input=paths["inputs"], target=paths["targets"], generated=generated,
                               extra={"video_id": rec.video_id, "input_frame": str(rec.input_frame),
                                      "target_frame": str(rec.target_frame), "verb": rec.verb}))
-    if roundtrip:
-        _roundtrip([s for s in samples if not os.path.exists(s.generated["roundtrip"])], config.model)
-    sampling_file = os.path.join(root, "model_resolution.json")
-    if methods:  # generated methods: check (or record) the sampling even when every frame is already there
+    pipe = None
+    if methods or roundtrip:  # loaded once for both
         pipe = load_pipeline(config.model)
         pipe.set_progress_bar_config(disable=True)
+    if roundtrip:
+        _roundtrip([s for s in samples if not os.path.exists(s.generated["roundtrip"])], pipe)
+    sampling_file = os.path.join(root, "model_resolution.json")
+    if methods:  # generated methods: check (or record) the sampling even when every frame is already there
         sampling = choose_sampling(getattr(pipe, "sampling_defaults", None), {
             "num_inference_steps": config.steps, "guidance_scale": config.guidance_scale,
             "image_guidance_scale": config.image_guidance_scale, "guidance_interval": config.guidance_interval})
@@ -239,17 +241,13 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
     return samples
 
 
-def _roundtrip(samples, model: str) -> None:
+def _roundtrip(samples, pipe) -> None:
     """Write each sample's true target encoded and decoded by the model's autoencoder (at the model's size)."""
     import torch
     from PIL import Image
 
-    from egoframe.pipelines.loading import load_pipeline
     from egoframe.utils.images import pil_to_tensor, tensor_to_pil
 
-    if not samples:
-        return
-    pipe = load_pipeline(model)
     size = pipe.resolution
     with torch.no_grad():
         for start in range(0, len(samples), 32):

@@ -83,13 +83,18 @@ def downsampling_factor(vae) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)  # AutoencoderKL: one 2x downsample between levels
 
 
-def load_autoencoder(path: str):
-    """An AutoencoderKL or PatchAutoencoder directory (diffusers layout, safetensors), by its config's class."""
+def autoencoder_class(path: str) -> str:
+    """The class name an autoencoder directory's config.json names ("" when it names none)."""
     config_file = os.path.join(path, "config.json")
     if not os.path.isfile(config_file):
         raise ModelLoadError(f"{path} is not an autoencoder directory (no config.json)")
     with open(config_file) as fh:
-        kind = json.load(fh).get("_class_name", "")
+        return json.load(fh).get("_class_name", "")
+
+
+def load_autoencoder(path: str):
+    """An AutoencoderKL or PatchAutoencoder directory (diffusers layout, safetensors), by its config's class."""
+    kind = autoencoder_class(path)
     weights = weights_kwargs(path)  # safetensors only, unless the user opted in to a trusted pickle
     if kind == "PatchAutoencoder":
         return PatchAutoencoder.from_pretrained(path, **weights)
