@@ -343,3 +343,64 @@ def test_admin_upload_bad_inputs(client, admin, tmp_path, monkeypatch):
     monkeypatch.setattr(server, "MAX_UPLOAD_BYTES", 1000)
     big = _upload(client, admin, b"x" * 5000)
     assert big.status_code == 413
+
+
+@pytest.mark.parametrize("position", ["9223372036854775808", "2147483648", "0", "-1"])
+def test_out_of_range_screen_numbers_are_404(client, study, position):
+    token = study[1].invites[0].token
+    assert client.get(f"/r/{token}/task/{position}").status_code == 404
+    assert client.post(f"/r/{token}/task/{position}", data={"choice": "A", "csrf": "x"}).status_code == 404
+
+
+def test_login_is_throttled(client, study):
+    from egoframe.study import server
+
+    server.set_admin_password(study[0], PASSWORD)
+    for _ in range(server.LOGIN_FAILURES_PER_CLIENT):
+        assert client.post("/admin/login", data={"password": "wrong guess"}).status_code == 401
+    throttled = client.post("/admin/login", data={"password": "wrong guess"})
+    assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
+    # Even the right password waits: the throttle answers before any password is checked.
+    assert client.post("/admin/login", data={"password": PASSWORD}).status_code == 429
+    # The failures are in the database, so another server process on it throttles the same client.
+    engine = db.make_engine(study[0])
+    with db.sessions(engine)() as s:
+        assert s.scalar(select(func.count()).select_from(db.LoginFailure)) == server.LOGIN_FAILURES_PER_CLIENT
+        # Once the window has passed, the client may try again.
+        for row in s.scalars(select(db.LoginFailure)):
+            row.created_at = row.created_at.replace(year=2000)
+        s.commit()
+    engine.dispose()
+    assert client.post("/admin/login", data={"password": PASSWORD}).status_code == 303
+
+
+def test_invite_links_ignore_the_host_header(study):
+    from fastapi.testclient import TestClient
+
+    from egoframe.study.server import ServerSettings, create_app, set_admin_password
+
+    set_admin_password(study[0], PASSWORD)
+    app = create_app(ServerSettings(database=study[0], base_url="https://study.example"))
+    with TestClient(app, follow_redirects=False) as client:
+        login = client.post("/admin/login", data={"password": PASSWORD})
+        client.cookies.set("egoframe_admin", login.cookies["egoframe_admin"])
+        csrf = csrf_of(client.get("/admin").text)
+        page = client.post("/admin/study/ego4d/invite", data={"label": "late", "csrf": csrf},
+                           headers={"host": "evil.example"})
+        link = re.search(r'<code class="invite">([^<]+)</code>', page.text).group(1)
+        assert link.startswith("https://study.example/r/") and "evil" not in page.text
+
+
+def test_upload_with_a_field_over_the_csv_limit_is_400(client, admin, tmp_path):
+    import csv
+
+    root = make_generation_set(str(tmp_path / "up"), n_samples=2)
+    path = f"{root}/samples.csv"
+    rows = list(csv.DictReader(open(path)))
+    rows[0]["description"] = "x" * (130 * 1024)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    bad = _upload(client, admin, _zip_of(root), name="huge")
+    assert bad.status_code == 400 and "not a readable CSV" in bad.text

@@ -187,3 +187,16 @@ def test_add_rater_takes_least_rated_samples(generation_set, tmp_path):
         add_rater(database, "ego4d", "late")
     with pytest.raises(InputError, match="no study named"):
         add_rater(database, "nope", "x")
+
+
+def test_a_field_over_the_csv_limit_is_an_input_error(generation_set, tmp_path, capsys):
+    from egoframe.cli.main import main
+
+    _rewrite(generation_set, lambda h, r: (h, [{**r[0], "description": "x" * (130 * 1024)}, *r[1:]]))
+    with pytest.raises(InputError, match="not a readable CSV"):
+        read_generation_set(generation_set)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", "create", generation_set, "--db", str(tmp_path / "s.db"), "--name", "big"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "not a readable CSV" in err

@@ -106,10 +106,13 @@ def serve(
     port: int = typer.Option(8000, "--port", min=1, max=65535),
     max_failed_checks: int = typer.Option(0, "--max-failed-checks", min=0, help="Exclusion rule on admin pages."),
     secure_cookies: bool = typer.Option(False, "--secure-cookies", help="Behind HTTPS: admin cookie only over TLS."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Public address invite links start with "
+                                           "(default http://HOST:PORT); never taken from requests."),
 ) -> None:
     from egoframe.study.server import serve as run
 
-    run(db, host=host, port=port, max_failed_checks=max_failed_checks, secure_cookies=secure_cookies)
+    run(db, host=host, port=port, max_failed_checks=max_failed_checks, secure_cookies=secure_cookies,
+        base_url=base_url)
 
 
 def results(

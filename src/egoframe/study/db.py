@@ -144,6 +144,15 @@ class Vote(Base):
     task: Mapped[Task] = relationship(back_populates="vote")
 
 
+class LoginFailure(Base):
+    """A wrong admin password: counted per client over a sliding window by every server process alike."""
+
+    __tablename__ = "login_failures"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
 def database_url(target: str | os.PathLike) -> str:
     """A SQLAlchemy URL for ``target``: a URL as given, or a path to a SQLite file."""
     target = os.fspath(target)

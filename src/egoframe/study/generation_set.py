@@ -79,8 +79,11 @@ def read_generation_set(root: str | os.PathLike, methods: list[str] | None = Non
         raise InputError(f"no {SAMPLES_FILE} in {root}: a generation set is a folder with {SAMPLES_FILE} and images")
     with open(path, newline="", encoding="utf-8-sig") as f:
         text = f.read()
-    rows = list(csv.DictReader(io.StringIO(text)))
-    header = next(csv.reader(io.StringIO(text)), [])
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+        header = next(csv.reader(io.StringIO(text)), [])
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (128 KiB): a broken export, not a bug
+        raise InputError(f"{path}: not a readable CSV ({exc})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)} (have {', '.join(header) or 'none'})")

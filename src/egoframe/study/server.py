@@ -8,7 +8,9 @@ an HMAC token tied to its page (CSRF), every page is autoescaped Jinja2, and a s
 
 # No `from __future__ import annotations`: FastAPI reads endpoint annotations at definition time, and
 # `Request` is imported inside create_app (lazily, so the CLI starts without FastAPI).
+import datetime as dt
 import io
+import math
 import os
 import tempfile
 import zipfile
@@ -34,6 +36,13 @@ MAX_ZIP_UNCOMPRESSED = 512 * 1024 * 1024
 MAX_COMMENT_CHARS = 500
 ADMIN_COOKIE = "egoframe_admin"
 ADMIN_SESSION_S = 8 * 3600
+# Login throttling: at most this many wrong passwords per client (and, against many clients, in all) in the
+# window; further attempts get HTTP 429 before the password is even checked. Kept in the database, so every
+# server process behind a load balancer counts the same guesses.
+LOGIN_WINDOW_S = 60
+LOGIN_FAILURES_PER_CLIENT = 5
+LOGIN_FAILURES_TOTAL = 50
+MAX_POSITION = 2**31 - 1  # screen numbers are 32-bit integers in every database (PostgreSQL's INTEGER)
 SECURITY_HEADERS = {
     # No scripts at all, nothing from other origins, forms post only here, never framed.
     "content-security-policy": "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
@@ -51,6 +60,9 @@ class ServerSettings:
     database: str  # path to a SQLite file or a SQLAlchemy URL
     max_failed_checks: int = 0
     secure_cookies: bool = False  # set behind HTTPS so the admin cookie is never sent in clear
+    # The public address invite links start with. Never the request's Host header: a forged Host would make
+    # the admin copy links to another site.
+    base_url: str = "http://127.0.0.1:8000"
 
 
 def create_app(settings: ServerSettings):
@@ -58,7 +70,7 @@ def create_app(settings: ServerSettings):
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
     from jinja2 import Environment, FileSystemLoader, select_autoescape
-    from sqlalchemy import func, select
+    from sqlalchemy import delete, func, select
     from sqlalchemy.exc import IntegrityError
     from sqlalchemy.orm import selectinload
     from starlette.concurrency import run_in_threadpool
@@ -157,7 +169,12 @@ def create_app(settings: ServerSettings):
             return page(request, "rater_home.html", title=rater.study.title, study=rater.study, token=token,
                         answered=answered, total=total, next_position=next_position)
 
+    def check_position(position: int) -> None:
+        if not 1 <= position <= MAX_POSITION:
+            raise Problem(404, f"There is no screen {str(position)[:20]} for this link.", "Not found")
+
     def task_page(request: Request, token: str, position: int, status: int = 200):
+        check_position(position)
         with Session() as s:
             rater = rater_or_404(s, token)
             task = s.scalar(select(db.Task).where(db.Task.rater_id == rater.id, db.Task.position == position)
@@ -184,6 +201,7 @@ def create_app(settings: ServerSettings):
         form = await read_form(request, max_files=0, max_fields=8, max_part_size=MAX_FORM_BYTES)
         choice, csrf = str(form.get("choice", "")), str(form.get("csrf", ""))
         comment = str(form.get("comment", ""))
+        check_position(position)
 
         def record():
             with Session() as s:
@@ -289,6 +307,28 @@ def create_app(settings: ServerSettings):
         return page(request, "admin.html", title="Studies", studies=studies, csrf=admin_csrf(cookie),
                     max_upload_mb=MAX_UPLOAD_BYTES // 2**20)
 
+    def login_wait(client: str) -> int:
+        """Seconds until ``client`` may guess again (0: now), from the failures of the last window."""
+        since = db.utcnow() - dt.timedelta(seconds=LOGIN_WINDOW_S)
+        with Session() as s:
+            s.execute(delete(db.LoginFailure).where(db.LoginFailure.created_at < since))  # forget old ones
+            s.commit()
+            mine = s.scalars(select(db.LoginFailure.created_at).where(db.LoginFailure.client == client)
+                             .order_by(db.LoginFailure.created_at.desc())).all()
+            total = s.scalars(select(db.LoginFailure.created_at).order_by(db.LoginFailure.created_at.desc())
+                              .limit(LOGIN_FAILURES_TOTAL)).all()
+        for times, limit in ((mine, LOGIN_FAILURES_PER_CLIENT), (total, LOGIN_FAILURES_TOTAL)):
+            if len(times) >= limit:
+                # The window frees a slot when the limit-th most recent failure ages out of it.
+                free_at = times[limit - 1] + dt.timedelta(seconds=LOGIN_WINDOW_S)
+                return max(1, math.ceil((free_at - db.utcnow()).total_seconds()))
+        return 0
+
+    def record_login_failure(client: str) -> None:
+        with Session() as s:
+            s.add(db.LoginFailure(client=client))
+            s.commit()
+
     @app.post("/admin/login")
     async def admin_login(request: Request):
         form = await read_form(request, max_files=0, max_fields=4, max_part_size=4096)
@@ -297,8 +337,16 @@ def create_app(settings: ServerSettings):
         if stored is None:
             raise Problem(403, "Admin pages are disabled until a password is set: "
                                "egoframe study admin-password --db DATABASE", "Admin disabled")
+        client = (request.client.host if request.client else "unknown")[:64]
+        wait = await run_in_threadpool(login_wait, client)
+        if wait:
+            response = page(request, "admin_login.html", 429, title="Study administration",
+                            error=f"Too many wrong passwords; try again in {wait} s.")
+            response.headers["retry-after"] = str(wait)
+            return response
         ok = await run_in_threadpool(check_password, password, stored)  # scrypt: keep the event loop free
         if not ok:
+            await run_in_threadpool(record_login_failure, client)
             return page(request, "admin_login.html", 401, title="Study administration", error="Wrong password.")
         response = RedirectResponse(request.scope.get("root_path", "") + "/admin", status_code=303)
         response.set_cookie(ADMIN_COOKIE, make_admin_cookie(secret, stored, ADMIN_SESSION_S),
@@ -367,7 +415,7 @@ def create_app(settings: ServerSettings):
                     raise Problem(400, str(exc), "Bad request") from None
 
         created = await run_in_threadpool(invite)
-        base = str(request.base_url).rstrip("/")
+        base = settings.base_url
         return page(request, "admin_invites.html", title=f"New rater for {name}", study_name=name,
                     invites=[(created.label, created.link(base))])
 
@@ -392,7 +440,7 @@ def create_app(settings: ServerSettings):
                 raise Problem(400, str(exc), "Bad upload") from None
 
         created = await run_in_threadpool(build)
-        base = str(request.base_url).rstrip("/")
+        base = settings.base_url
         return page(request, "admin_invites.html", title=f"Study {created.name} created", study_name=created.name,
                     invites=[(i.label, i.link(base)) for i in created.invites])
 
@@ -456,12 +504,18 @@ def set_admin_password(database: str, password: str) -> None:
 
 
 def serve(database: str, host: str = "127.0.0.1", port: int = 8000, *, max_failed_checks: int = 0,
-          secure_cookies: bool = False, log_level: str = "info") -> None:
-    """Run the server with uvicorn (blocking). Scale out by starting more of these on one PostgreSQL."""
+          secure_cookies: bool = False, base_url: str | None = None, log_level: str = "info") -> None:
+    """Run the server with uvicorn (blocking). Scale out by starting more of these on one PostgreSQL.
+
+    base_url: the public address for invite links made on the admin pages (default: this host and port)."""
     import uvicorn
 
+    if base_url is None:
+        base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    if not base_url.startswith(("http://", "https://")):
+        raise InputError(f"base URL {base_url!r} must start with http:// or https://")
     app = create_app(ServerSettings(database=database, max_failed_checks=max_failed_checks,
-                                    secure_cookies=secure_cookies))
+                                    secure_cookies=secure_cookies, base_url=base_url.rstrip("/")))
     # proxy_headers: behind a reverse proxy the scheme/host of links and the Origin check must be the public ones.
     uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=True, server_header=False)
 
