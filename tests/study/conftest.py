@@ -61,6 +61,30 @@ def make_generation_set(root, n_samples: int = 6, methods=METHODS, extra_column:
     return root
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session. Skipped where PostgreSQL is not installed, unless
+    EGOFRAME_REQUIRE_POSTGRES=1 (CI installs it and sets that), where its absence fails instead."""
+    from .postgres import PostgresServer, find_binaries
+
+    binaries = find_binaries()
+    if binaries is None:
+        if os.environ.get("EGOFRAME_REQUIRE_POSTGRES") == "1":
+            pytest.fail("EGOFRAME_REQUIRE_POSTGRES=1 but no PostgreSQL binaries: run .ci/install-postgres.sh")
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/install-postgres.sh)")
+    server = PostgresServer(binaries).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_target(request, tmp_path):
+    """A fresh, empty study database: a SQLite file, then a database on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "study.db")
+    return request.getfixturevalue("postgres_server").new_database()
+
+
 @pytest.fixture
 def generation_set(tmp_path):
     return make_generation_set(str(tmp_path / "genset"))

@@ -1,5 +1,7 @@
 """Load: 50 raters voting at once against a real server on loopback; no vote lost, none duplicated.
 
+Each test runs on SQLite and on a real PostgreSQL server (tests/study/postgres.py).
+
 The default test runs for a few seconds; the slow-marked one for a full minute (issue 9's bound).
 """
 
@@ -51,8 +53,7 @@ def _vote_loop(url, token, index, deadline, start, accepted, replays, errors):
                 return
 
 
-def run_load(tmp_path, n_samples: int, duration_s: float) -> dict:
-    database = str(tmp_path / "load.db")
+def run_load(database: str, tmp_path, n_samples: int, duration_s: float) -> dict:
     root = make_generation_set(str(tmp_path / "g"), n_samples=n_samples)
     created = create_study(database, root, StudyConfig(name="load", raters=N_RATERS, attention_checks=0))
     tokens = [i.token for i in created.invites]
@@ -85,25 +86,25 @@ def run_load(tmp_path, n_samples: int, duration_s: float) -> dict:
                 raters=len({a[0] for a in accepted}))
 
 
-def test_fifty_raters_at_once(tmp_path):
-    stats = run_load(tmp_path, n_samples=20, duration_s=8)
+def test_fifty_raters_at_once(tmp_path, database_target):
+    stats = run_load(database_target, tmp_path, n_samples=20, duration_s=8)
     assert stats["raters"] == N_RATERS  # every rater got votes through
     print(f"load: {stats}")
 
 
 @pytest.mark.slow
-def test_fifty_raters_for_a_minute(tmp_path):
-    stats = run_load(tmp_path, n_samples=150, duration_s=60)
+def test_fifty_raters_for_a_minute(tmp_path, database_target):
+    stats = run_load(database_target, tmp_path, n_samples=150, duration_s=60)
     assert stats["raters"] == N_RATERS
     # Either the minute was used up or every screen was answered: the bound is the study, not the server.
     assert stats["seconds"] >= 59 or stats["votes"] == N_RATERS * 150
     print(f"load: {stats}")
 
 
-def test_racing_double_submit_accepts_exactly_one(tmp_path):
+def test_racing_double_submit_accepts_exactly_one(tmp_path, database_target):
     import httpx
 
-    database = str(tmp_path / "race.db")
+    database = database_target
     created = create_study(database, make_generation_set(str(tmp_path / "g"), n_samples=10),
                            StudyConfig(name="race", raters=1, attention_checks=0))
     token = created.invites[0].token

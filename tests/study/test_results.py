@@ -134,7 +134,7 @@ def test_bad_parameters():
     assert math.isnan(res.methods[0].win_rate) and res.n_votes == 0
 
 
-def test_cli_create_vote_results(tmp_path, generation_set):
+def test_cli_create_vote_results(tmp_path, generation_set, database_target):
     import re
 
     from fastapi.testclient import TestClient
@@ -144,7 +144,7 @@ def test_cli_create_vote_results(tmp_path, generation_set):
     from egoframe.study.server import ServerSettings, create_app
 
     runner = CliRunner()
-    database, invites = str(tmp_path / "s.db"), tmp_path / "invites.csv"
+    database, invites = database_target, tmp_path / "invites.csv"
     result = runner.invoke(app, ["study", "create", generation_set, "--db", database, "--name", "ego4d",
                                  "--raters", "2", "--attention-checks", "1", "--invites", str(invites),
                                  "--base-url", "http://study.example"])

@@ -159,6 +159,9 @@ def database_url(target: str | os.PathLike) -> str:
     if "://" in target:
         if not target.startswith(("sqlite", "postgresql")):
             raise InputError(f"database URL {target!r}: only sqlite:/// and postgresql:// are supported")
+        if target.startswith(("postgresql://", "postgres://")):
+            # SQLAlchemy's default PostgreSQL driver is psycopg2; the one installed with egoframe is psycopg 3.
+            target = "postgresql+psycopg://" + target.split("://", 1)[1]
         return target
     return "sqlite:///" + os.path.abspath(target)
 
