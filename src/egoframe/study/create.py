@@ -19,13 +19,18 @@ from egoframe.study.generation_set import GenerationSet, check_name, clean_text,
 from egoframe.study.images import CleanImage, clean_image_file
 from egoframe.study.security import new_token, token_hash
 
-INTERFACES = ("best", "pairwise")
+INTERFACES = ("best", "pairwise", "describe")
+# A describe screen's two answers, in the paper's order (papers/000 Fig. 11: "Aligned 1 / Not Aligned 2").
+DESCRIBE_ANSWERS = ("Aligned", "Not aligned")
 QUESTIONS = {
     # papers/001 Sec. 4: "select the image that best aligns with the provided action label while preserving
     # the most contextual information from the input frame"; the action label, not the enriched description,
     # is shown because baselines only read labels (papers/000 Sec. F.6).
     "best": "Which image best shows the action done, while keeping the most of the input frame's scene?",
     "pairwise": "Which of the two images better shows the action done, while keeping the input frame's scene?",
+    # papers/000 Fig. 11 and Sec. F.6: the study of the enriched descriptions, input and target frames shown.
+    "describe": "The first image is taken before the action and the second during it. Read the action "
+                "description carefully: does it align with the two images?",
 }
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -40,7 +45,7 @@ class StudyConfig:
     ratings_per_sample: int | None = None  # None: every rater rates every sample
     attention_checks: int = 2  # per rater
     reference: str | None = None  # pairwise: compare every method with this one; None: all pairs
-    show_description: bool = False  # best/pairwise show the label only, as in the paper
+    show_description: bool = False  # best/pairwise show the label only, as in the paper (describe: always)
     seed: int = 0
     methods: list[str] | None = None
 
@@ -93,8 +98,12 @@ def create_study(database, generation_set: str | GenerationSet, config: StudyCon
     confine: refuse image paths outside the folder (for uploaded, untrusted sets)."""
     config.validate()
     labels = config.rater_labels()
+    describe = config.interface == "describe"
     gen = generation_set if isinstance(generation_set, GenerationSet) else read_generation_set(
-        generation_set, methods=config.methods, confine=confine)
+        generation_set, methods=config.methods, confine=confine, kind="texts" if describe else "images")
+    if describe and config.attention_checks and len({s.action for s in gen.samples}) < 2:
+        raise InputError("a describe study's attention checks show another action's description: the set needs "
+                         "at least two different actions, or use 0 checks")
     if config.interface == "pairwise" and len(gen.methods) < 2:
         raise InputError("a pairwise study needs at least two methods")
     if config.reference is not None and config.reference not in gen.methods:
@@ -124,7 +133,10 @@ def create_study(database, generation_set: str | GenerationSet, config: StudyCon
             session.add(row)
             session.flush()
             for m in methods:
-                session.add(db.Output(sample_id=row.id, method_id=m.id, image_id=images[s.outputs[m.name]].id))
+                if describe:
+                    session.add(db.SampleText(sample_id=row.id, method_id=m.id, text=s.texts[m.name]))
+                else:
+                    session.add(db.Output(sample_id=row.id, method_id=m.id, image_id=images[s.outputs[m.name]].id))
         session.flush()
         invites = []
         rng = random.Random(config.seed)
@@ -210,10 +222,12 @@ def _add_rater(session: Session, study: db.Study, label: str, sample_indices: li
     session.add(rater)
     session.flush()
     samples = session.scalars(select(db.Sample).where(db.Sample.study_id == study.id).order_by(db.Sample.id)).all()
-    outputs = {(o.sample_id, o.method_id): o.image_id
-               for o in session.scalars(select(db.Output).join(db.Sample).where(db.Sample.study_id == study.id))}
     methods = list(study.methods)
     config = StudyConfig(**study.config)
+    if study.interface == "describe":
+        return _add_describe_screens(session, rater, token, samples, methods, sample_indices, config, rng)
+    outputs = {(o.sample_id, o.method_id): o.image_id
+               for o in session.scalars(select(db.Output).join(db.Sample).where(db.Sample.study_id == study.id))}
     screens: list[tuple[db.Sample, list[db.Method | None], bool]] = []
     for i in sample_indices:
         sample = samples[i]
@@ -246,6 +260,39 @@ def _add_rater(session: Session, study: db.Study, label: str, sample_indices: li
                 session.add(db.TaskOption(task_id=task.id, slot=slot, method_id=method.id,
                                           image_id=outputs[(sample.id, method.id)]))
     return Invite(label=label, token=token)
+
+
+def _add_describe_screens(session: Session, rater: db.Rater, token: str, samples: list[db.Sample],
+                          methods: list[db.Method], sample_indices: list[int], config: StudyConfig,
+                          rng: random.Random) -> Invite:
+    """papers/000 Fig. 11: one screen per (sample, description source) - input, target, one description,
+    "Aligned" / "Not aligned". The source is never shown; sources and samples are shuffled together.
+
+    An attention check shows a sample's frames with the description of a sample of *another* action: its
+    obvious answer is "Not aligned"."""
+    texts = {(t.sample_id, t.method_id): t.text
+             for t in session.scalars(select(db.SampleText).join(db.Sample).where(db.Sample.study_id == rater.study_id))}
+    screens: list[tuple[db.Sample, db.Method | None, str]] = [
+        (samples[i], m, texts[(samples[i].id, m.id)]) for i in sample_indices for m in methods]
+    rng.shuffle(screens)
+    for _ in range(config.attention_checks):
+        sample = rng.choice(samples)
+        others = [x for x in samples if x.action != sample.action]
+        if not others:
+            break  # create_study refuses checks on a one-action set; a rater added later just gets none
+        text = texts[(rng.choice(others).id, rng.choice(methods).id)]
+        screens.insert(rng.randint(min(1, len(screens)), len(screens)), (sample, None, text))
+    for position, (sample, method, text) in enumerate(screens, start=1):
+        task = db.Task(rater_id=rater.id, position=position, sample_id=sample.id, is_check=method is None)
+        session.add(task)
+        session.flush()
+        session.add(db.TaskText(task_id=task.id, text=text))
+        for slot in range(len(DESCRIBE_ANSWERS)):
+            # Both answers name the source judged; the image is the target (the rater's page shows it).
+            session.add(db.TaskOption(task_id=task.id, slot=slot, method_id=method.id if method else None,
+                                      image_id=sample.target_image_id,
+                                      correct=(slot == 1) if method is None else None))
+    return Invite(label=rater.label, token=token)
 
 
 def _pairs(methods: list[db.Method], reference: str | None) -> list[tuple[db.Method, db.Method]]:

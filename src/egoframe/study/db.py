@@ -50,7 +50,8 @@ class Study(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(String(200))
-    interface: Mapped[str] = mapped_column(String(16))  # "best" (pick one of N) | "pairwise" (A/B)
+    # "best" (pick one of N) | "pairwise" (A/B) | "describe" (does a description fit input + target: yes/no)
+    interface: Mapped[str] = mapped_column(String(16))
     question: Mapped[str] = mapped_column(Text)
     config: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -90,6 +91,17 @@ class Output(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
 
 
+class SampleText(Base):
+    """The description one source wrote for one sample (``describe`` studies, papers/000 Fig. 11)."""
+
+    __tablename__ = "sample_texts"
+    __table_args__ = (UniqueConstraint("sample_id", "method_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"))
+    method_id: Mapped[int] = mapped_column(ForeignKey("methods.id"))
+    text: Mapped[str] = mapped_column(Text)
+
+
 class Rater(Base):
     __tablename__ = "raters"
     __table_args__ = (UniqueConstraint("study_id", "label"),)
@@ -117,6 +129,17 @@ class Task(Base):
     sample: Mapped[Sample] = relationship()
     options: Mapped[list["TaskOption"]] = relationship(order_by="TaskOption.slot", back_populates="task")
     vote: Mapped["Vote | None"] = relationship(back_populates="task", uselist=False)
+    text: Mapped["TaskText | None"] = relationship(uselist=False)
+
+
+class TaskText(Base):
+    """The description a ``describe`` screen shows, frozen when the screen is made (checks show another
+    sample's description, so it cannot be looked up from the sample)."""
+
+    __tablename__ = "task_texts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), unique=True)
+    text: Mapped[str] = mapped_column(Text)
 
 
 class TaskOption(Base):

@@ -9,6 +9,11 @@ A method column is any column outside the fixed five whose every non-empty cell 
 other extra columns (scores, splits, seeds) are ignored, so evaluation can add columns freely.
 ``methods=`` names the method columns explicitly when a set needs it.
 
+A *description* set (the ``describe`` study, papers/000 Fig. 11: is this description right for these two
+frames?) has the same layout, but its "methods" are description sources: text columns, one description per
+sample and source, with ``input`` and ``target`` both required. ``kind="texts"`` reads one; its sources are
+``methods=`` or, by default, the single ``description`` column.
+
 Paths may leave the folder (the evaluation writer makes ``../`` paths to ground truth kept elsewhere) or be
 absolute, for sets on the server's own disk; ``confine=True`` (uploaded sets) refuses both.
 """
@@ -39,6 +44,7 @@ class Sample:
     input: str  # absolute paths from here on
     target: str | None
     outputs: dict[str, str] = field(default_factory=dict)  # method -> image path
+    texts: dict[str, str] = field(default_factory=dict)  # description source -> text (kind="texts")
 
 
 @dataclass
@@ -70,9 +76,16 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
+KINDS = ("images", "texts")
+
+
 def read_generation_set(root: str | os.PathLike, methods: list[str] | None = None,
-                        confine: bool = False) -> GenerationSet:
-    """Read ``<root>/samples.csv``; raise :class:`InputError` naming the row and column of any problem."""
+                        confine: bool = False, kind: str = "images") -> GenerationSet:
+    """Read ``<root>/samples.csv``; raise :class:`InputError` naming the row and column of any problem.
+
+    kind: "images" (a method is a column of image paths) or "texts" (a method is a column of descriptions)."""
+    if kind not in KINDS:
+        raise InputError(f"generation set kind must be one of {', '.join(KINDS)}, got {kind!r}")
     root = os.path.abspath(os.fspath(root))
     path = os.path.join(root, SAMPLES_FILE)
     if not os.path.isfile(path):
@@ -89,14 +102,18 @@ def read_generation_set(root: str | os.PathLike, methods: list[str] | None = Non
         raise InputError(f"{path}: missing column(s) {', '.join(missing)} (have {', '.join(header) or 'none'})")
     if not rows:
         raise InputError(f"{path}: no samples")
-    if methods is None:
+    if methods is None and kind == "texts":
+        methods = ["description"] if "description" in header else []
+    elif methods is None:
         methods = [c for c in header if c not in FIXED_COLUMNS and _is_image_column(rows, c)]
     else:
         unknown = [m for m in methods if m not in header]
         if unknown:
             raise InputError(f"{path}: no column for method(s) {', '.join(unknown)}")
     if not methods:
-        raise InputError(f"{path}: no method columns (a column of image paths per method)")
+        what = "a description column (or name the text columns with methods=)" if kind == "texts" else \
+            "method columns (a column of image paths per method)"
+        raise InputError(f"{path}: no {what}")
     methods = [check_name(m, "method name") for m in methods]
     samples, seen = [], set()
     for line, row in enumerate(rows, start=2):
@@ -106,13 +123,18 @@ def read_generation_set(root: str | os.PathLike, methods: list[str] | None = Non
             raise InputError(f"{where}: duplicate sample_id {sample_id!r}")
         seen.add(sample_id)
         target = (row.get("target") or "").strip()
+        if kind == "texts" and not target:
+            raise InputError(f"{where}: target is empty (a description is judged against input and target)")
         samples.append(Sample(
             sample_id=sample_id,
             action=clean_text(row.get("action", ""), f"{where}: action", MAX_ACTION_CHARS, required=True),
             description=clean_text(row.get("description", ""), f"{where}: description", MAX_DESCRIPTION_CHARS),
             input=_image_path(root, row.get("input", ""), f"{where}: input", confine),
             target=_image_path(root, target, f"{where}: target", confine) if target else None,
-            outputs={m: _image_path(root, row.get(m, ""), f"{where}: {m}", confine) for m in methods},
+            outputs={} if kind == "texts" else {
+                m: _image_path(root, row.get(m, ""), f"{where}: {m}", confine) for m in methods},
+            texts={m: clean_text(row.get(m, ""), f"{where}: {m}", MAX_DESCRIPTION_CHARS, required=True)
+                   for m in methods} if kind == "texts" else {},
         ))
     return GenerationSet(root=root, methods=methods, samples=samples)
 

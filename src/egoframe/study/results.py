@@ -4,6 +4,12 @@ Win rate (papers/001 Fig. 4): the share of votes in which a method was picked as
 frames shown with it. For pick-the-best studies every vote shows every method, so this is picks / votes;
 for pairwise studies it is wins / comparisons the method took part in. Intervals come from a bootstrap
 over samples (votes on one sample are not independent: they share the same frames), percentile method.
+
+Describe studies (papers/000 Fig. 11, Sec. F.6; papers/001 Sec. 4.5): the rate of a description source is
+the share of its votes that answered "Aligned" (the paper's 87 % / 27 % for the tuned / off-the-shelf
+VLLM), with the same sample bootstrap; Fleiss' kappa is over the items (sample, source) with the two
+answers as categories, overall and per source; sources are compared pairwise on the samples both were
+rated on (per-sample aligned shares, paired bootstrap from egoframe.evaluation.stats, Holm-corrected).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from sqlalchemy.orm import selectinload
 from egoframe.errors import InputError
 from egoframe.study import db
 
+DESCRIBE_CHOICES = ("aligned", "not-aligned")  # vote slot 0 / 1 of a describe screen
 VOTE_COLUMNS = ("study", "rater", "excluded", "position", "sample_id", "action", "is_check", "shown", "chosen",
                 "check_passed", "comment", "created_at")
 
@@ -35,8 +42,9 @@ class VoteRow:
     sample_id: str
     action: str
     is_check: bool
-    shown: list[str]  # methods in the order the rater saw them (A, B, ...); "target"/"input" on checks
-    chosen: str
+    shown: list[str]  # methods in the order the rater saw them (A, B, ...); "target"/"input" on checks;
+    # describe: [the source judged] ("check" on checks)
+    chosen: str  # describe: "aligned" | "not-aligned"
     check_passed: bool | None
     comment: str
     created_at: str
@@ -72,6 +80,8 @@ class StudyResults:
     fleiss_kappa: float | None
     kappa_items: int
     pairwise: dict[str, dict[str, float]] = field(default_factory=dict)  # pairwise: row beats column share
+    kappa_by_method: dict[str, float | None] = field(default_factory=dict)  # describe: per source
+    comparisons: list[dict] = field(default_factory=list)  # describe: source a - source b, paired, Holm
     confidence: float = 0.95
     max_failed_checks: int = 0
 
@@ -92,6 +102,7 @@ def load_votes(session, study_name: str, max_failed_checks: int = 0) -> tuple[db
         )
     ).all()
     rows, summaries = [], []
+    describe = study.interface == "describe"
     for rater in raters:
         voted = [t for t in rater.tasks if t.vote is not None]
         failed = sum(1 for t in voted if t.is_check and not t.options[t.vote.slot].correct)
@@ -100,12 +111,17 @@ def load_votes(session, study_name: str, max_failed_checks: int = 0) -> tuple[db
                                       checks_answered=sum(t.is_check for t in voted), checks_failed=failed,
                                       excluded=excluded))
         for t in voted:
-            shown = [_option_name(o) for o in t.options]
             chosen = t.options[t.vote.slot]
+            if describe:
+                shown = [t.options[0].method.name if t.options[0].method else "check"]
+                chosen_name = DESCRIBE_CHOICES[t.vote.slot]
+            else:
+                shown = [_option_name(o) for o in t.options]
+                chosen_name = _option_name(chosen)
             rows.append(VoteRow(
                 study=study.name, rater=rater.label, excluded=excluded, position=t.position,
                 sample_id=t.sample.sample_key, action=t.sample.action, is_check=t.is_check, shown=shown,
-                chosen=_option_name(chosen), check_passed=bool(chosen.correct) if t.is_check else None,
+                chosen=chosen_name, check_passed=bool(chosen.correct) if t.is_check else None,
                 comment=t.vote.comment, created_at=t.vote.created_at.isoformat(timespec="seconds"),
             ))
     return study, rows, summaries
@@ -146,6 +162,10 @@ def results_from_votes(study_name: str, interface: str, methods: list[str], rows
     shown = np.zeros((len(samples), len(methods)))  # (S, M)
     for r in kept:
         i = s_index[r.sample_id]
+        if interface == "describe":
+            shown[i, m_index[r.shown[0]]] += 1
+            wins[i, m_index[r.shown[0]]] += r.chosen == DESCRIBE_CHOICES[0]
+            continue
         for m in r.shown:
             shown[i, m_index[m]] += 1
         wins[i, m_index[r.chosen]] += 1
@@ -169,9 +189,35 @@ def results_from_votes(study_name: str, interface: str, methods: list[str], rows
                                    int(total_shown[j])) for j, m in enumerate(methods)]
     kappa, n_items = fleiss_kappa(_kappa_table(kept, interface))
     pairwise = _pairwise_matrix(kept, methods) if interface == "pairwise" else {}
+    kappa_by_method, comparisons = {}, []
+    if interface == "describe":
+        kappa_by_method = {m: fleiss_kappa(_kappa_table([r for r in kept if r.shown[0] == m], interface))[0]
+                           for m in methods}
+        comparisons = _paired_sources(wins, shown, methods, n_bootstrap, confidence, seed)
     return StudyResults(study=study_name, interface=interface, methods=method_results, raters=raters,
                         n_votes=len(kept), fleiss_kappa=kappa, kappa_items=n_items, pairwise=pairwise,
+                        kappa_by_method=kappa_by_method, comparisons=comparisons,
                         confidence=confidence, max_failed_checks=max_failed_checks)
+
+
+def _paired_sources(wins: np.ndarray, shown: np.ndarray, methods: list[str], resamples: int, confidence: float,
+                    seed: int) -> list[dict]:
+    """Every pair of description sources on the samples both were rated on: the difference of per-sample
+    aligned shares, paired bootstrap interval and p from the same resamples, Holm across the pairs."""
+    from egoframe.evaluation.stats import holm, paired_bootstrap
+
+    out = []
+    for a in range(len(methods)):
+        for b in range(a + 1, len(methods)):
+            both = (shown[:, a] > 0) & (shown[:, b] > 0)
+            if both.sum() < 2:
+                continue
+            rate_a, rate_b = wins[both, a] / shown[both, a], wins[both, b] / shown[both, b]
+            comparison = paired_bootstrap(rate_a, rate_b, confidence=confidence, resamples=resamples, seed=seed)
+            out.append(dict(a=methods[a], b=methods[b], **comparison.as_dict()))
+    for row, adjusted in zip(out, holm([row["p_value"] for row in out])):
+        row["p_holm"] = adjusted
+    return out
 
 
 def _kappa_table(rows: list[VoteRow], interface: str) -> np.ndarray:
@@ -181,7 +227,7 @@ def _kappa_table(rows: list[VoteRow], interface: str) -> np.ndarray:
     categories: set[str] = set()
     for r in rows:
         pair = tuple(sorted(r.shown))
-        category = r.chosen if interface == "best" else str(pair.index(r.chosen))
+        category = str(pair.index(r.chosen)) if interface == "pairwise" else r.chosen
         items[(r.sample_id, pair)][category] += 1
         categories.add(category)
     cats = sorted(categories)
@@ -269,7 +315,8 @@ def paper_table(results: list[StudyResults]) -> str:
     methods: list[str] = []
     for res in results:
         methods += [m.method for m in res.methods if m.method not in methods]
-    header = "| Method | " + " | ".join(f"{res.study} User Study" for res in results) + " |"
+    header = "| Method | " + " | ".join(
+        f"{res.study} {'aligned' if res.interface == 'describe' else 'User Study'}" for res in results) + " |"
     lines = [header, "|---" * (len(results) + 1) + "|"]
     best = {}
     for res in results:
@@ -295,6 +342,14 @@ def paper_table(results: list[StudyResults]) -> str:
                      f"(excluded: more than {res.max_failed_checks} failed attention checks); "
                      f"Fleiss' kappa {kappa} over {res.kappa_items} items; "
                      f"{int(100 * res.confidence)}% bootstrap intervals: {cis or 'none'}")
+        if res.kappa_by_method:
+            lines.append(f"{res.study}: Fleiss' kappa per source: " + ", ".join(
+                f"{m} {'n/a' if k is None else f'{k:.3f}'}" for m, k in res.kappa_by_method.items()))
+        for c in res.comparisons:
+            d = c["difference"]
+            lines.append(f"{res.study}: {c['a']} - {c['b']} aligned: {100 * d['value']:+.1f} points "
+                         f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}], p {c['p_value']:.4f} "
+                         f"(Holm {c['p_holm']:.4f}), n = {d['n']} samples, detectable {100 * c['detectable']:.1f}")
     return "\n".join(lines) + "\n"
 
 
@@ -329,8 +384,10 @@ def _plot_matplotlib(results: StudyResults, path: str) -> str:
     high = np.array([100 * np.nan_to_num(m.ci_high - m.win_rate) for m in results.methods])
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 3.2))
     ax.bar(names, rates, yerr=[low, high], capsize=4, color="#4c72b0")
-    ax.set_ylabel("Win rate (%)")
-    ax.set_title(f"{results.study}: picked as the best ({int(100 * results.confidence)}% CI)")
+    describe = results.interface == "describe"
+    ax.set_ylabel("Aligned (%)" if describe else "Win rate (%)")
+    what = "descriptions judged aligned" if describe else "picked as the best"
+    ax.set_title(f"{results.study}: {what} ({int(100 * results.confidence)}% CI)")
     ax.set_ylim(0, 100)
     fig.tight_layout()
     fig.savefig(path)
@@ -345,7 +402,8 @@ def svg_bar_chart(results: StudyResults) -> str:
     y = lambda pct: top + plot_h * (1 - pct / 100)  # noqa: E731
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
-             f'<text x="{width / 2}" y="18" text-anchor="middle">{html.escape(results.study)}: win rate (%) '
+             f'<text x="{width / 2}" y="18" text-anchor="middle">{html.escape(results.study)}: '
+             f'{"aligned" if results.interface == "describe" else "win rate"} (%) '
              f'with {int(100 * results.confidence)}% bootstrap interval</text>',
              f'<line x1="{left}" y1="{y(0)}" x2="{width - 20}" y2="{y(0)}" stroke="black"/>',
              f'<line x1="{left}" y1="{y(0)}" x2="{left}" y2="{y(100)}" stroke="black"/>']

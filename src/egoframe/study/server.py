@@ -19,7 +19,7 @@ from importlib import resources
 
 from egoframe.errors import EgoframeError, InputError
 from egoframe.study import db
-from egoframe.study.create import LETTERS, StudyConfig, add_rater, create_study
+from egoframe.study.create import DESCRIBE_ANSWERS, LETTERS, StudyConfig, add_rater, create_study
 from egoframe.study.generation_set import clean_text
 from egoframe.study.results import (
     load_votes, results_from_votes, svg_bar_chart, votes_csv, win_rates_csv,
@@ -180,7 +180,7 @@ def create_app(settings: ServerSettings):
             task = s.scalar(select(db.Task).where(db.Task.rater_id == rater.id, db.Task.position == position)
                             .options(selectinload(db.Task.options).selectinload(db.TaskOption.image),
                                      selectinload(db.Task.sample).selectinload(db.Sample.input_image),
-                                     selectinload(db.Task.vote)))
+                                     selectinload(db.Task.vote), selectinload(db.Task.text)))
             if task is None:
                 raise Problem(404, f"There is no screen {position} for this link.", "Not found")
             answered, total, next_position = progress(s, rater)
@@ -190,6 +190,8 @@ def create_app(settings: ServerSettings):
                         input_image=task.sample.input_image.public_id, total=total, answered=answered,
                         next_position=next_position, chosen=task.vote.slot if task.vote else None,
                         show_description=config.show_description,
+                        describe=rater.study.interface == "describe", answers=DESCRIBE_ANSWERS,
+                        description=task.text.text if task.text else "",
                         csrf=sign(secret, "vote", str(rater.id), str(position)))
 
     @app.get("/r/{token}/task/{position}", response_class=HTMLResponse)
