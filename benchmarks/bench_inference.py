@@ -256,8 +256,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed rounds per batch size")
     parser.add_argument("--memory-runs", type=int, default=1,
                         help="untimed runs per pipeline that measure peak memory (after the timed rounds)")
-    parser.add_argument("--image-scale", type=float, default=7.5)
-    parser.add_argument("--text-scale", type=float, default=1.5)
+    parser.add_argument("--image-scale", type=float, default=1.5, help="s_x (LEGO's code and IP2P: 1.5)")
+    parser.add_argument("--text-scale", type=float, default=7.5, help="s_c (LEGO's code and IP2P: 7.5)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
     parser.add_argument("--threads", type=int, default=0,

@@ -125,3 +125,13 @@ def test_long_description_keeps_end_of_text_token(lego, caplog):
         out = _run(lego, _frame(), description=long)
     assert out.images.shape == (1, 32, 32, 3)
     assert "end-of-text token kept" in caplog.text
+
+
+def test_paper_sampling_follows_the_public_code():
+    # BolinLai/LEGO configs/generate_*.yaml: scales_txt [7.5], scales_img [1.5]; the supplement's sentence swaps them.
+    from egoframe.pipelines.lego import PAPER_SAMPLING, choose_sampling
+
+    assert (PAPER_SAMPLING["guidance_scale"], PAPER_SAMPLING["image_guidance_scale"]) == (7.5, 1.5)
+    assert PAPER_SAMPLING["num_inference_steps"] == 100
+    chosen = choose_sampling(None, {"guidance_scale": None, "image_guidance_scale": None})
+    assert (chosen["guidance_scale"], chosen["image_guidance_scale"]) == (7.5, 1.5)

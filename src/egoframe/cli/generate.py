@@ -30,11 +30,11 @@ def generate(
     ),
     image_scale: Optional[float] = typer.Option(
         None, "--image-scale", parser=finite_float,
-        help="Image guidance scale s_x (default: the model's, else the paper's 7.5).",
+        help="Image guidance scale s_x (default: the model's, else LEGO's public code's 1.5).",
     ),
     text_scale: Optional[float] = typer.Option(
         None, "--text-scale", parser=finite_float,
-        help="Text guidance scale s_c (default: the model's, else the paper's 1.5).",
+        help="Text guidance scale s_c (default: the model's, else LEGO's public code's 7.5).",
     ),
     guidance_interval: Optional[str] = typer.Option(
         None, "--guidance-interval",

@@ -95,7 +95,7 @@ def example_frames(n: int = 4, seed: int = 0, resolution: int = 128) -> list[tup
 
 
 def run_demo(models: DemoModels, image, action: str, description: str = "", steps: int = DEFAULT_STEPS,
-             image_guidance_scale: float = 7.5, guidance_scale: float = 1.5, seed: int = 0,
+             image_guidance_scale: float = 1.5, guidance_scale: float = 7.5, seed: int = 0,
              show_baselines: bool = True) -> DemoResult:
     """Generate the frame showing ``action`` done in ``image`` with the main model (and the baselines)."""
     import torch
@@ -140,6 +140,8 @@ def run_demo(models: DemoModels, image, action: str, description: str = "", step
 
 def build_app(models: DemoModels, examples: list[tuple[object, str]] | None = None, example_dir: str | None = None):
     """The Gradio Blocks app around :func:`run_demo` (gradio imported here, never at module import)."""
+    from egoframe.pipelines.lego import PAPER_SAMPLING
+
     try:
         import gradio as gr
     except ModuleNotFoundError:
@@ -176,8 +178,12 @@ def build_app(models: DemoModels, examples: list[tuple[object, str]] | None = No
                                          lines=2)
                 with gr.Accordion("Sampling", open=False):
                     steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="Steps (paper: 100)")
-                    image_scale = gr.Slider(1.0, 15.0, value=7.5, step=0.5, label="Image guidance s_x (paper: 7.5)")
-                    text_scale = gr.Slider(1.0, 10.0, value=1.5, step=0.5, label="Text guidance s_c (paper: 1.5)")
+                    # Start at the main model's own sampling (sampling.json), else LEGO's public code's.
+                    recommended = {**PAPER_SAMPLING, **(getattr(models.main, "sampling_defaults", None) or {})}
+                    image_scale = gr.Slider(1.0, 15.0, value=float(recommended["image_guidance_scale"]), step=0.5,
+                                            label="Image guidance s_x (LEGO's code: 1.5)")
+                    text_scale = gr.Slider(1.0, 15.0, value=float(recommended["guidance_scale"]), step=0.5,
+                                           label="Text guidance s_c (LEGO's code: 7.5)")
                     seed = gr.Number(value=0, precision=0, label="Seed")
                 show_baselines = gr.Checkbox(value=bool(models.baselines), label="Show baselines side by side",
                                              interactive=bool(models.baselines))

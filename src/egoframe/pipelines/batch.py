@@ -33,7 +33,7 @@ class GenerateRow:
 @dataclass
 class GenerateSettings:
     model: str | None = None
-    # None: the model's recommended value (sampling.json), else the paper's (100 steps, 7.5 / 1.5).
+    # None: the model's recommended value (sampling.json), else the paper's (100 steps, text 7.5 / image 1.5).
     steps: int | None = None
     image_guidance_scale: float | None = None
     guidance_scale: float | None = None

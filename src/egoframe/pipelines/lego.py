@@ -70,8 +70,11 @@ def generation_mode(call):
 VLLM_SUBFOLDER = "vllm"
 VLLM_EXTRACTION_FILE = "extraction.json"
 SAMPLING_FILE = "sampling.json"
-# LEGO's published sampling (papers/001 Sec. 4): used unless a model directory recommends its own.
-PAPER_SAMPLING = {"num_inference_steps": 100, "image_guidance_scale": 7.5, "guidance_scale": 1.5,
+# LEGO's published sampling, used unless a model directory recommends its own: 100 Euler-ancestral steps,
+# text scale s_c 7.5 and image scale s_x 1.5 as the public code runs it (BolinLai/LEGO configs/generate_*.yaml:
+# scales_txt [7.5], scales_img [1.5]; InstructPix2Pix's defaults too). The supplement's sentence (papers/000
+# Sec. F.3, "s_x = 7.5 and s_c = 1.5") swaps the two; the released results come from the code's values.
+PAPER_SAMPLING = {"num_inference_steps": 100, "image_guidance_scale": 1.5, "guidance_scale": 7.5,
                   "guidance_interval": (0.0, 1.0)}
 
 
@@ -97,7 +100,7 @@ class LegoPipeline(DiffusionPipeline):
     vllm = None  # egoframe.vllm.model.Vllm | None
     vllm_extraction = None  # egoframe.vllm.embeddings.ExtractionConfig | None
     # Sampling settings the model's trainer recommends (sampling.json; small models want far lower guidance
-    # than the paper's 7.5 / 1.5). Callers fall back to PAPER_SAMPLING for keys it lacks.
+    # than the public code's text 7.5 / image 1.5). Callers fall back to PAPER_SAMPLING for keys it lacks.
     sampling_defaults: dict = {}
     # VLLM results kept per (frame bytes, action, extraction config), so that a sweep of seeds or guidance
     # scales over one input runs the VLLM (by far the costliest part at LLaVA size) once. 0 turns it off.
@@ -346,10 +349,10 @@ class LegoPipeline(DiffusionPipeline):
         description: the enriched description(s) ψ reads (ignored by label-trained models).
         vllm_*: precomputed VLLM embeddings H_i (B, n_img, d_llm), H_t (B, N, d_llm) and mask (B, N),
                 required when the model conditions on them.
-        guidance_scale is the text scale s_c, image_guidance_scale the image scale s_x (LEGO: 1.5 / 7.5).
+        guidance_scale is the text scale s_c, image_guidance_scale the image scale s_x (LEGO's public code: 7.5 / 1.5).
         num_inference_steps, the scales and guidance_interval left at None take the model's recommended
-        sampling (``sampling.json``, :attr:`sampling_defaults`), else the paper's (100 steps, 7.5 / 1.5, every
-        step guided): a small model wants far lower guidance than SD-1.5 does.
+        sampling (``sampling.json``, :attr:`sampling_defaults`), else the public code's (100 steps, text 7.5 /
+        image 1.5, every step guided): a small model wants far lower guidance than SD-1.5 does.
         guidance_interval: (lo, hi) fractions of the sampling steps that use guidance; step i of n is guided
                 when lo <= i / n < hi, the others use the conditional prediction ε(x,c) alone and cost a third
                 of a guided step (guidance limited to an interval: Kynkäänniemi et al., NeurIPS 2024).

@@ -149,7 +149,7 @@ class SiblingPipeline(DiffusionPipeline):
 
     @generation_mode
     def __call__(self, image, instruction: str | Sequence[str], num_inference_steps: int = 100,
-                 image_guidance_scale: float = 7.5, guidance_scale: float = 1.5,
+                 image_guidance_scale: float = 1.5, guidance_scale: float = 7.5,
                  generator: torch.Generator | None = None, output_type: str = "pil",
                  progress: bool = True) -> LegoPipelineOutput:
         """Edit ``image`` (PIL, list, or (B, 3, H, W) in [-1, 1]) as ``instruction`` says."""
