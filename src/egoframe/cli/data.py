@@ -14,10 +14,10 @@ data_app = typer.Typer(help="Curate and inspect (input frame, action, target fra
 
 @data_app.command("curate")
 def curate_command(
-    format: str = typer.Option(..., "--format", help="epic100 | ego4d | ip2p | magicbrush | reason-edit"),
+    format: str = typer.Option(..., "--format", help="epic100 | ego4d | ip2p | magicbrush | reason-edit | lego (the released LEGO-Dataset JSON)"),
     annotations: Path = typer.Option(..., "--annotations", help="CSV / JSON / parquet / folder of the data set"),
     out: Path = typer.Option(..., "--out", help="output data set directory (a rerun resumes it)"),
-    videos: Optional[Path] = typer.Option(None, "--videos", help="directory of <video_id>.MP4 files"),
+    videos: Optional[Path] = typer.Option(None, "--videos", help="directory of <video_id>.MP4 files (lego: EgoGen/<ds>/<split>, the frames' folder)"),
     frames: Optional[Path] = typer.Option(None, "--frames", help="EPIC rgb_frames directory (P01/P01_01/frame_*.jpg)"),
     frames_fps: float = typer.Option(0.0, "--frames-fps", help="rate --frames are numbered at; 0: EPIC-KITCHENS-100's own rule (60 for PXX_YY, 50 for PXX_1YY videos)"),
     workers: int = typer.Option(1, "--workers", help="videos decoded in parallel (processes)"),

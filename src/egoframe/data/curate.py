@@ -42,7 +42,10 @@ from egoframe.data.records import ActionRecord, RECORDS_FILE, load_records, save
 from egoframe.data.report import Skip
 from egoframe.errors import ConfigError, EgoframeError, InputError, MissingWeightsError
 
-FORMATS = ("epic100", "ego4d", "ip2p", "magicbrush", "reason-edit")
+FORMATS = ("epic100", "ego4d", "ip2p", "magicbrush", "reason-edit", "lego")
+# Formats whose frames are referenced where they are (absolute paths in the records), never copied: the
+# released LEGO-Dataset is hundreds of GB of frames that are already the curated pairs.
+IN_PLACE_FORMATS = ("lego",)
 VIDEO_FORMATS = ("epic100", "ego4d")
 ALL_PAIRS_FILE = "all_pairs.parquet"
 CONFIG_FILE = "config.json"
@@ -92,6 +95,9 @@ class CurationConfig:
             raise ConfigError(f"unknown format {self.format!r}: use one of {', '.join(FORMATS)}")
         if self.format in VIDEO_FORMATS and not (self.videos or self.frames):
             raise ConfigError(f"format {self.format} needs --videos DIR or --frames DIR")
+        if self.format == "lego" and not self.videos:
+            raise ConfigError("format lego needs --videos EgoGen/<dataset>/<split> (the folder image_0 / image_1 "
+                              "paths are relative to)")
         if self.frames and self.format != "epic100":
             raise ConfigError("--frames (EPIC rgb_frames folders) only applies to --format epic100")
         if not -1.0 <= self.min_sim <= self.max_sim <= 1.0:  # cosines: the offline feature can go negative
@@ -202,6 +208,10 @@ def read_annotations(config: CurationConfig) -> tuple[list[ActionRecord], list[S
         from egoframe.data.ego4d import read_ego4d_fho
 
         return read_ego4d_fho(path)
+    if fmt == "lego":
+        from egoframe.data.lego import read_lego
+
+        return read_lego(path, config.videos)
     from egoframe.data import edit_formats
 
     if fmt == "ip2p":
@@ -292,6 +302,8 @@ def curate_unit(unit: WorkUnit, config: CurationConfig) -> UnitResult:
     try:
         if config.format in VIDEO_FORMATS:
             result = _curate_video_unit(unit, config)
+        elif config.format in IN_PLACE_FORMATS:
+            result = _reference_unit(unit)
         else:
             result = _curate_image_unit(unit, config)
     except InputError as exc:  # the unit's data is bad (unreadable video, missing folder): journal it
@@ -464,6 +476,33 @@ def _curate_image_unit(unit: WorkUnit, config: CurationConfig) -> UnitResult:
     return result
 
 
+def _reference_unit(unit: WorkUnit) -> UnitResult:
+    """Released pairs: check that both frames exist and decode (header and size), keep them where they are."""
+    from PIL import Image, UnidentifiedImageError
+
+    result = UnitResult(unit.unit_id)
+    for rec in unit.records:
+        sizes = {}
+        for role in ("input", "target"):
+            path = rec.extra[f"{role}_src"]
+            try:
+                with Image.open(path) as image:
+                    image.verify()  # reads the whole file's structure without decoding pixels
+                with Image.open(path) as image:
+                    sizes[role] = image.size
+            except FileNotFoundError:
+                result.skips.append(Skip(rec.id, f"missing {role} frame {path}", "frames"))
+                break
+            except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+                result.skips.append(Skip(rec.id, f"unreadable {role} frame {path} ({exc})", "frames"))
+                break
+        else:
+            rec.width, rec.height = sizes["input"]
+            rec.input_path, rec.target_path = rec.extra["input_src"], rec.extra["target_src"]
+            result.records.append(rec)
+    return result
+
+
 def _match_size(image: np.ndarray, like: np.ndarray) -> np.ndarray:
     if image.shape[:2] == like.shape[:2]:
         return image
@@ -574,7 +613,8 @@ def finalize(config: CurationConfig, results: list[UnitResult], read_skips: list
     results = sorted(results, key=lambda res: res.unit_id)
     records = sorted((r for res in results for r in res.records), key=lambda r: r.id)
     skips = read_skips + [s for res in results for s in res.skips]
-    assign_splits(records, config.split_by, config.test_fraction, config.split_seed)
+    if config.format not in IN_PLACE_FORMATS:  # released pairs keep their published split
+        assign_splits(records, config.split_by, config.test_fraction, config.split_seed)
     save_records(records, os.path.join(config.out, ALL_PAIRS_FILE))
     kept, filter_counts = _select(records, config)
     save_records(kept, os.path.join(config.out, RECORDS_FILE))

