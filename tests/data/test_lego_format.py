@@ -111,3 +111,51 @@ def test_curate_lego_bad_input_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["data", "curate", "--format", "lego", "--annotations", str(bad), "--out", str(tmp_path / "o2")])
     assert exit_info.value.code == 2 and "needs --videos" in capsys.readouterr().err
+
+
+def test_released_features_are_referenced_and_memory_mapped(tmp_path, capsys):
+    import torch
+
+    from egoframe.cli.main import main
+    from egoframe.training.data import PairSource
+    from egoframe.vllm.cache import VllmEmbeddingCache, released_feature_path
+
+    annotations, frames = make_lego_dataset(str(tmp_path))
+    out = tmp_path / "data"
+    with pytest.raises(SystemExit):
+        main(["data", "curate", "--format", "lego", "--annotations", annotations, "--videos", frames,
+              "--out", str(out), "--no-progress"])
+    records = load_records(str(out))
+    image_dir, text_dir = tmp_path / "feat_img", tmp_path / "feat_txt"
+    d = 12
+    for k, rec in enumerate(records):
+        img_path = released_feature_path(str(image_dir), rec.extra["image_0"])
+        txt_path = released_feature_path(str(text_dir), rec.extra["image_0"])
+        assert img_path.endswith(".npy") and "pre_" in img_path
+        os.makedirs(os.path.dirname(img_path), exist_ok=True)
+        os.makedirs(os.path.dirname(txt_path), exist_ok=True)
+        np.save(img_path, np.full((4, d), k + 1, np.float16))
+        np.save(txt_path, np.arange((90 if k == 0 else 5) * d, dtype=np.float32).reshape(-1, d))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["vllm", "import-features", str(out), "--image-features", str(image_dir), "--text-features",
+              str(text_dir), "--quiet"])
+    assert exit_info.value.code == 0
+    assert "2 pairs with features (d_llm 12, 4 image tokens), 0 without" in capsys.readouterr().out
+    cache = VllmEmbeddingCache(str(out / "vllm_embeddings"))
+    emb = cache.get_many([r.id for r in records])
+    assert tuple(emb.image_tokens.shape) == (2, 4, d) and emb.image_tokens.dtype == torch.float32
+    assert tuple(emb.text_tokens.shape) == (2, 77, d)  # 90 tokens truncated, 5 padded with zeros
+    assert emb.text_tokens[1, 5:].abs().sum() == 0 and emb.text_mask.sum() == 2 * 77
+    assert emb.description[0] == "The person opens the bag."
+    source = PairSource(str(out), "test", resolution=32, vllm_cache=str(out / "vllm_embeddings"), need_vllm=True)
+    assert tuple(source.vllm([0, 1]).image_tokens.shape) == (2, 4, d)
+    # A pickled object array never loads (np.load with allow_pickle=False refuses it) and a missing file is
+    # reported: each such pair is left out; with none left, a one-line error.
+    np.save(released_feature_path(str(text_dir), records[1].extra["image_0"]), np.array([{"x": 1}], dtype=object),
+            allow_pickle=True)
+    os.remove(released_feature_path(str(image_dir), records[0].extra["image_0"]))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["vllm", "import-features", str(out), "--image-features", str(image_dir), "--text-features",
+              str(text_dir), "--out", str(tmp_path / "c2"), "--quiet"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "no VLLM features found" in err

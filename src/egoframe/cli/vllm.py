@@ -124,6 +124,25 @@ def embed(
                f"{result.skipped_shards} already done) -> {result.cache_dir}")
 
 
+@vllm_app.command("import-features")
+def import_features(
+    data_dir: Path = typer.Argument(..., help="Curated data set (e.g. `data curate --format lego`)."),
+    image_features: Path = typer.Option(..., "--image-features", help="Folder of the released H_i .npy files."),
+    text_features: Path = typer.Option(..., "--text-features", help="Folder of the released H_t .npy files."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Cache directory (default DATA_DIR/vllm_embeddings)."),
+    n_text_tokens: int = typer.Option(77, "--n-text-tokens", min=1, help="N: H_t is padded/truncated to this."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Use LEGO's released VLLM features as this data set's embedding cache (referenced, memory-mapped;
+    `egoframe train` then reads them like `vllm embed`'s)."""
+    from egoframe.vllm.cache import import_npy_features
+
+    result = import_npy_features(str(data_dir), str(image_features), str(text_features), str(out) if out else None,
+                                 n_text_tokens=n_text_tokens, progress=not quiet)
+    typer.echo(f"{result.n_items} pairs with features (d_llm {result.d_llm}, {result.n_image_tokens} image tokens), "
+               f"{len(result.missing)} without (listed in the index) -> {result.cache_dir}")
+
+
 @vllm_app.command("evaluate")
 def evaluate(
     data_dir: Path = typer.Argument(..., help="Curated, enriched data set."),

@@ -94,6 +94,7 @@ def read_lego(path: str, frames_root: str, lemmatize=None) -> tuple[list[ActionR
                 video_id=str(clip_id), narration=raw.strip(), split=split,
                 description=description.strip() if isinstance(description, str) else "",
                 extra={"input_src": os.path.join(root, image_0), "target_src": os.path.join(root, image_1),
+                       "image_0": image_0, "image_1": image_1,  # released features are found by image_0
                        "lego_action_id": str(action_id), "lego_file": os.path.basename(path)},
             ))
     return records, skips

@@ -10,6 +10,11 @@ Layout of a cache directory::
 Shards are fixed groups of the data set's ids (sorted), so a rerun skips every shard already listed in the
 index and computes only the rest. A cache belongs to one VLLM (the sha256 of its config and weights) and one
 extraction config; opening or extending it with another is refused.
+
+A second kind of cache *references* feature files instead of holding them (:func:`import_npy_features`):
+the VLLM features LEGO's authors released, one ``.npy`` per frame for H_i and one for H_t (500 GB, so never
+copied). Its index lists ``files: {id: [image .npy, text .npy]}``; :class:`VllmEmbeddingCache` reads both
+kinds, the ``.npy`` files memory-mapped with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
 
 INDEX_FILE = "index.json"
 CACHE_FORMAT = "egoframe-vllm-embeddings/1"
+NPY_CACHE_FORMAT = "egoframe-vllm-features-npy/1"  # references released .npy feature files in place
+RELEASED_FEATURES_IDENTITY = "lego-released-features"
 DEFAULT_CACHE_DIRNAME = "vllm_embeddings"
 
 
@@ -149,7 +156,7 @@ def _read_index(cache_dir: str) -> dict[str, Any]:
             index = json.load(f)
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read {path}: {exc}") from None
-    if index.get("format") != CACHE_FORMAT:
+    if index.get("format") not in (CACHE_FORMAT, NPY_CACHE_FORMAT):
         raise InputError(f"{path} is not an egoframe VLLM embedding cache index ({index.get('format')!r})")
     return index
 
@@ -172,7 +179,9 @@ class VllmEmbeddingCache:
         if config is not None and config.to_dict() != self.index["extraction"]:
             raise ConfigError(f"the cache in {cache_dir} was made with extraction config "
                               f"{self.index['extraction']}, not {config.to_dict()}")
-        self._where = {i: shard for shard, ids in self.index["shards"].items() for i in ids}
+        self._files = self.index.get("files", {}) if self.index["format"] == NPY_CACHE_FORMAT else {}
+        self._where = {i: shard for shard, ids in self.index.get("shards", {}).items() for i in ids}
+        self._where.update({i: "" for i in self._files})
         self._handles: dict[str, Any] = {}
 
     @property
@@ -220,6 +229,12 @@ class VllmEmbeddingCache:
         shard = self._where.get(item_id)
         if shard is None:
             raise InputError(f"id {item_id!r} is not in the VLLM embedding cache {self.cache_dir}")
+        if item_id in self._files:
+            image, text = (_read_npy(path) for path in self._files[item_id])
+            text_tokens = _fit_tokens(text, self.n_text_tokens)
+            return VllmEmbeddings(image_tokens=image[None], text_tokens=text_tokens[None],
+                                  text_mask=_released_mask(text_tokens)[None],
+                                  description=[self.index["descriptions"].get(item_id, "")])
         handle = self._handle(shard)
         return VllmEmbeddings(image_tokens=handle.get_tensor(f"{item_id}/image_tokens")[None],
                               text_tokens=handle.get_tensor(f"{item_id}/text_tokens")[None],
@@ -231,3 +246,124 @@ class VllmEmbeddingCache:
         if not item_ids:
             raise InputError("no ids given")
         return VllmEmbeddings.cat([self.get(i) for i in item_ids])
+
+
+# ------------------------------------------------------------------------------ released .npy features
+
+
+def _read_npy(path: str) -> "torch.Tensor":
+    """One feature file, memory-mapped, as a float32 tensor; never unpickles (``allow_pickle=False``)."""
+    import numpy as np
+    import torch
+
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"VLLM feature file {path} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"VLLM feature file {path} is not a plain .npy array ({exc})") from None
+    if array.ndim == 3 and array.shape[0] == 1:  # saved with a batch axis
+        array = array[0]
+    if array.ndim != 2:
+        raise InputError(f"VLLM feature file {path} has shape {tuple(array.shape)}: expected (tokens, d_llm)")
+    return torch.from_numpy(np.array(array, dtype=np.float32))  # a copy of this file only: torch wants it writable
+
+
+def _fit_tokens(text: "torch.Tensor", n: int) -> "torch.Tensor":
+    """Pad with zeros or truncate to ``n`` tokens, as the public code does with its text features (77)."""
+    import torch
+
+    if text.shape[0] >= n:
+        return text[:n]
+    return torch.cat([text, text.new_zeros(n - text.shape[0], text.shape[1])])
+
+
+def _released_mask(text_tokens: "torch.Tensor") -> "torch.Tensor":
+    """Every token counts: LEGO's public code passes all 77 (zero-padded) tokens to its mixer unmasked."""
+    import torch
+
+    return torch.ones(text_tokens.shape[0], dtype=torch.int64)
+
+
+def released_feature_path(feature_dir: str, image_0: str) -> str:
+    """Where the public code looks for a frame's feature: ``<dir>/<image_0 with 'jpg' replaced by 'npy'>``
+    (``egogen_dataset.py``; a ``.png`` frame's name only loses its extension)."""
+    name = image_0.replace("jpg", "npy")
+    if not name.endswith(".npy"):
+        name = os.path.splitext(name)[0] + ".npy"
+    return os.path.join(feature_dir, name)
+
+
+@dataclass
+class FeatureImportResult:
+    cache_dir: str
+    n_items: int
+    missing: dict[str, str]  # id -> reason
+    d_llm: int
+    n_image_tokens: int
+
+
+def import_npy_features(data_dir: str, image_features: str, text_features: str, cache_dir: str | None = None, *,
+                        n_text_tokens: int = 77, progress: bool = True) -> FeatureImportResult:
+    """Reference the released per-frame VLLM features of every pair of ``data_dir`` in a cache index.
+
+    A pair's features are found by its input frame's path relative to the frames folder (``image_0``, kept by
+    ``--format lego`` curation; else the input path relative to the curation's ``--videos``). Each file's
+    header is read (memory-mapped, no pickles) to check its shape; pairs whose files are missing or
+    malformed are listed in the result and left out, never a crash. Nothing is copied."""
+    import numpy as np
+
+    from egoframe.data.records import load_records
+
+    records = load_records(data_dir)
+    if not records:
+        raise InputError(f"no pairs in {data_dir}")
+    frames_root = ""
+    config_path = os.path.join(data_dir, "config.json")
+    if os.path.exists(config_path):
+        with open(config_path, encoding="utf-8") as handle:
+            frames_root = json.load(handle).get("videos", "")
+    files, missing, shapes = {}, {}, {}
+    iterator = records
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(records, desc="features", unit="pair", dynamic_ncols=True)
+    for rec in iterator:
+        rel = rec.extra.get("image_0") or (os.path.relpath(rec.input_path, frames_root) if frames_root else "")
+        if not rel:
+            missing[rec.id] = "no image_0 to locate its features by"
+            continue
+        paths = [released_feature_path(image_features, rel), released_feature_path(text_features, rel)]
+        try:
+            arrays = [np.load(p, mmap_mode="r", allow_pickle=False) for p in paths]
+        except FileNotFoundError as exc:
+            missing[rec.id] = f"missing feature file {exc.filename}"
+            continue
+        except (OSError, ValueError) as exc:
+            missing[rec.id] = f"unreadable feature file ({exc})"
+            continue
+        dims = [a.shape[1:] if a.ndim == 2 else a.shape[2:] if a.ndim == 3 and a.shape[0] == 1 else None
+                for a in arrays]
+        if any(d is None or len(d) != 1 for d in dims) or dims[0] != dims[1]:
+            missing[rec.id] = f"feature shapes {[tuple(a.shape) for a in arrays]} are not (tokens, d_llm) alike"
+            continue
+        shapes[rec.id] = (int(dims[0][0]), int(arrays[0].shape[-2]))
+        files[rec.id] = [os.path.abspath(p) for p in paths]
+    if not files:
+        first = next(iter(missing.items()), ("", "no pairs"))
+        raise InputError(f"no VLLM features found for any pair of {data_dir} (e.g. {first[0]}: {first[1]})")
+    kinds = set(shapes.values())
+    if len(kinds) > 1:
+        raise InputError(f"the feature files disagree in (d_llm, image tokens): {sorted(kinds)[:4]}")
+    (d_llm, n_image_tokens), = kinds
+    cache_dir = cache_dir or os.path.join(data_dir, DEFAULT_CACHE_DIRNAME)
+    os.makedirs(cache_dir, exist_ok=True)
+    descriptions = {r.id: r.description for r in records if r.id in files}
+    _atomic_write_json(os.path.join(cache_dir, INDEX_FILE), {
+        "format": NPY_CACHE_FORMAT, "vllm_identity": RELEASED_FEATURES_IDENTITY,
+        "extraction": ExtractionConfig(n_text_tokens=n_text_tokens).to_dict(), "d_llm": d_llm,
+        "n_text_tokens": n_text_tokens, "n_image_tokens": n_image_tokens, "dtype": "float32",
+        "image_features": os.path.abspath(image_features), "text_features": os.path.abspath(text_features),
+        "files": files, "descriptions": descriptions, "missing": missing})
+    return FeatureImportResult(cache_dir, len(files), missing, d_llm, n_image_tokens)
