@@ -75,6 +75,24 @@ def test_drop_zeroes_vllm_tokens_per_row():
     assert torch.equal(dropped[:, :7], text)  # ψ passes through untouched
 
 
+def test_public_code_null_condition_is_zeros_after_projection():
+    # REFERENCE.md: img = (1 - mask)·projection_img(H_i); txt = (1 - mask)·self_attn_mix(projection_txt(H_t)).
+    cond = _small(null_vllm="outputs")
+    text = torch.randn(2, 7, 16)
+    h_i, h_t = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
+    dropped, _ = cond(text, h_i, h_t, drop_vllm=torch.tensor([False, True]))
+    kept, _ = cond(text, h_i, h_t)
+    assert torch.equal(dropped[1, 7:], torch.zeros(8, 16))  # the VLLM blocks: exact zeros
+    assert torch.allclose(dropped[0], kept[0], atol=1e-6)
+    assert torch.equal(dropped[:, :7], text)
+    # egoframe's default differs: the null blocks are σ/μ/π of zero input (σ(0) = its bias), not zeros.
+    inputs = _small()
+    default, _ = inputs(text, h_i, h_t, drop_vllm=torch.tensor([True, True]))
+    assert torch.allclose(default[0, 7:10], inputs.image_proj.bias.expand(3, -1), atol=1e-6)
+    with pytest.raises(ValueError, match="null_vllm"):
+        _small(null_vllm="nowhere")
+
+
 def test_bad_shapes_name_the_argument():
     cond = _small()
     with pytest.raises(ValueError, match="vllm_image_tokens"):

@@ -21,6 +21,13 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 TEXT_SOURCES = ("description", "label")
+# Where the null VLLM condition is made (classifier-free dropout, the unconditional branches at sampling):
+# "outputs": the VLLM blocks of C are zeros, σ(H_i) and π(μ(H_t)) multiplied by 0 after projection, as LEGO's
+#            public code does (ddpm_egogen.py get_input: img = (1 - mask)·projection_img(H_i), the same for
+#            the text after self_attn_mix): what a converted LEGO checkpoint needs;
+# "inputs":  H_i and H_t are zeroed before σ/μ, so the null blocks are the learned response to zero input
+#            (σ(0) = its bias): egoframe's own models are trained this way (the default, kept for them).
+NULL_VLLM_MODES = ("inputs", "outputs")
 
 
 @dataclass
@@ -38,6 +45,7 @@ class LegoConditioningConfig:
     text_transformer_layers: int = 2
     text_transformer_heads: int = 8
     use_text_mask: bool = True  # the public code keeps no padding mask (False reproduces it)
+    null_vllm: str = "inputs"  # NULL_VLLM_MODES; "outputs" reproduces the public code
 
     def to_kwargs(self) -> dict:
         return asdict(self)
@@ -58,9 +66,10 @@ class LegoConditioning(ModelMixin, ConfigMixin):
     """Builds the cross-attention sequence from ψ(R) and the VLLM embeddings.
 
     When the VLLM condition is dropped (classifier-free dropout in training, the unconditional branches
-    at sampling) the VLLM tokens are multiplied by zero before σ/μ, as the public LEGO code does, so the
-    "null" VLLM condition is the learned response to zero input rather than a missing block: the
-    sequence keeps its length and the UNet sees the same layout in every branch.
+    at sampling) the sequence keeps its length and the UNet sees the same layout in every branch; what fills
+    the VLLM blocks is ``null_vllm`` (:data:`NULL_VLLM_MODES`): zeros after projection, as the public LEGO
+    code does (``"outputs"``, for converted checkpoints), or the response of σ/μ/π to zeroed inputs
+    (``"inputs"``, egoframe's default, which its own models are trained with).
     """
 
     config_name = "config.json"
@@ -79,8 +88,11 @@ class LegoConditioning(ModelMixin, ConfigMixin):
         text_transformer_layers: int = 2,
         text_transformer_heads: int = 8,
         use_text_mask: bool = True,
+        null_vllm: str = "inputs",
     ):
         super().__init__()
+        if null_vllm not in NULL_VLLM_MODES:
+            raise ValueError(f"null_vllm must be one of {NULL_VLLM_MODES}, got {null_vllm!r}")
         if text_source not in TEXT_SOURCES:
             raise ValueError(f"text_source must be one of {TEXT_SOURCES}, got {text_source!r}")
         if cross_attention_dim % text_transformer_heads:
@@ -162,15 +174,19 @@ class LegoConditioning(ModelMixin, ConfigMixin):
         keep = None
         if drop_vllm is not None:
             keep = (~drop_vllm.bool()).to(text_encoder_states.dtype).view(batch, 1, 1)
+        after = getattr(c, "null_vllm", "inputs") == "outputs"  # configs saved before the switch: "inputs"
 
         if c.use_image_tokens:
             if vllm_image_tokens is None:
                 raise ValueError("vllm_image_tokens are required: this model conditions on VLLM image tokens")
             self._check(vllm_image_tokens, (c.num_image_tokens, c.d_llm), "vllm_image_tokens")
             h_i = vllm_image_tokens.to(text_encoder_states.dtype)
-            if keep is not None:
+            if keep is not None and not after:
                 h_i = h_i * keep
-            parts.append(self.image_proj(h_i))  # (B, 256, D)
+            image_block = self.image_proj(h_i)  # (B, 256, D)
+            if keep is not None and after:
+                image_block = image_block * keep
+            parts.append(image_block)
             masks.append(text_encoder_states.new_ones(batch, c.num_image_tokens))
 
         if c.use_text_tokens:
@@ -189,12 +205,15 @@ class LegoConditioning(ModelMixin, ConfigMixin):
                 # An empty answer would mask every key and make attention NaN: keep one slot.
                 mask[mask.sum(dim=1) == 0, 0] = 1
             if keep is not None:
-                h_t = h_t * keep
+                if not after:
+                    h_t = h_t * keep
                 # Dropped rows are the null condition: all-zero tokens, all visible (public-code layout).
                 mask = torch.where(keep.view(batch, 1) > 0, mask, torch.ones_like(mask))
             tokens = self.text_proj(h_t)  # (B, 77, D)
             padding = (mask == 0) if c.use_text_mask else None
             tokens = self.text_transformer(tokens, src_key_padding_mask=padding)  # (B, 77, D)
+            if keep is not None and after:
+                tokens = tokens * keep
             parts.append(tokens)
             masks.append(mask if c.use_text_mask else torch.ones_like(mask))
 
