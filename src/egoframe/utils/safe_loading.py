@@ -72,3 +72,88 @@ def pipeline_folders(path: str | os.PathLike, skip: tuple[str, ...] = ()) -> lis
     return [os.path.join(path, name) for name, value in index.items()
             if not name.startswith("_") and name not in skip and isinstance(value, list)
             and os.path.isdir(os.path.join(path, name))]
+
+
+# ------------------------------------------------------------------ tensors out of a foreign pickle checkpoint
+
+# The only globals a checkpoint may name and get: containers and torch's tensor rebuilders. Anything else a
+# pickle asks for (Lightning callbacks, OmegaConf hyper-parameters, optimiser classes, os.system) becomes an
+# inert placeholder whose construction runs no code from the file.
+_SAFE_GLOBALS = {
+    ("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "tuple"),
+    ("builtins", "list"), ("builtins", "dict"), ("builtins", "complex"), ("builtins", "slice"),
+    ("builtins", "object"), ("copyreg", "_reconstructor"),
+    ("torch._utils", "_rebuild_tensor"), ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"),
+    ("torch", "Size"), ("torch", "device"),
+}
+
+
+class Inert:
+    """What a foreign class or function in a checkpoint becomes: accepts any arguments and state, does nothing."""
+
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return Inert()
+
+
+class _RestrictedPickle:
+    """A ``pickle_module`` for torch.load whose unpickler resolves only :data:`_SAFE_GLOBALS`."""
+
+    import pickle as _pickle
+
+    __name__ = "egoframe_restricted_pickle"
+
+    class Unpickler(_pickle.Unpickler):
+        def find_class(self, module, name):
+            import torch
+
+            if (module, name) in _SAFE_GLOBALS:
+                return super().find_class(module, name)
+            if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+                return getattr(torch, name)
+            return Inert
+
+    @staticmethod
+    def load(file, **kwargs):
+        return _RestrictedPickle.Unpickler(file, **kwargs).load()
+
+
+def read_pickle_tensors(path: str | os.PathLike) -> dict:
+    """The tensors of a pickle checkpoint (``.ckpt``, ``.pt``, ``.bin``) as a flat ``{key: tensor}`` dict,
+    without running any code from the file: only containers and tensors are rebuilt (:data:`_SAFE_GLOBALS`),
+    everything else becomes :class:`Inert`. A Lightning checkpoint's ``state_dict`` is returned; other
+    top-level dicts are searched for tensors with dotted keys."""
+    import torch
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickle)
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file: say which and why, in one line
+        raise ModelLoadError(f"{path} is not a readable torch checkpoint: {str(exc).splitlines()[0][:200]}") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    out = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, torch.Tensor):
+            out[prefix] = value
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str):
+                    walk(f"{prefix}.{key}" if prefix else key, item)
+
+    walk("", data)
+    if not out:
+        raise ModelLoadError(f"{path} holds no tensors")
+    return out
