@@ -36,6 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "egoframe.cli.siblings",
     "egoframe.cli.oracle",
     "egoframe.cli.reproduce",
+    "egoframe.cli.convert",
 )
 
 for _name in COMMAND_MODULES:

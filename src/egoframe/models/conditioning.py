@@ -46,6 +46,10 @@ class LegoConditioningConfig:
     text_transformer_heads: int = 8
     use_text_mask: bool = True  # the public code keeps no padding mask (False reproduces it)
     null_vllm: str = "inputs"  # NULL_VLLM_MODES; "outputs" reproduces the public code
+    # π's feed-forward width and activation. None / "gelu": 4 x D, GELU (egoframe's); the public code's
+    # self_attn_mix uses torch's TransformerEncoderLayer defaults, 2048 and ReLU (a converted checkpoint's).
+    text_transformer_ff: int | None = None
+    text_transformer_activation: str = "gelu"
 
     def to_kwargs(self) -> dict:
         return asdict(self)
@@ -89,6 +93,8 @@ class LegoConditioning(ModelMixin, ConfigMixin):
         text_transformer_heads: int = 8,
         use_text_mask: bool = True,
         null_vllm: str = "inputs",
+        text_transformer_ff: int | None = None,
+        text_transformer_activation: str = "gelu",
     ):
         super().__init__()
         if null_vllm not in NULL_VLLM_MODES:
@@ -106,9 +112,9 @@ class LegoConditioning(ModelMixin, ConfigMixin):
             layer = nn.TransformerEncoderLayer(
                 d_model=cross_attention_dim,
                 nhead=text_transformer_heads,
-                dim_feedforward=4 * cross_attention_dim,
+                dim_feedforward=text_transformer_ff or 4 * cross_attention_dim,
                 dropout=0.0,
-                activation="gelu",
+                activation=text_transformer_activation,
                 batch_first=True,
                 norm_first=True,  # pre-norm, as REFERENCE.md
             )
