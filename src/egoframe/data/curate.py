@@ -487,9 +487,8 @@ def _reference_unit(unit: WorkUnit) -> UnitResult:
             path = rec.extra[f"{role}_src"]
             try:
                 with Image.open(path) as image:
+                    sizes[role] = image.size  # from the header
                     image.verify()  # reads the whole file's structure without decoding pixels
-                with Image.open(path) as image:
-                    sizes[role] = image.size
             except FileNotFoundError:
                 result.skips.append(Skip(rec.id, f"missing {role} frame {path}", "frames"))
                 break

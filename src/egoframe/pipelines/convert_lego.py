@@ -81,7 +81,6 @@ def convert_lego_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, cli
                             original_config=None, use_ema: bool = True, num_image_tokens: int = 256,
                             num_text_tokens: int = 77) -> dict:
     """Write ``out`` (diffusers layout, safetensors) from LEGO's ``ckpt``; returns a summary dict."""
-    import torch
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import (
         convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint,
@@ -115,12 +114,13 @@ def convert_lego_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, cli
     clip_dir = os.fspath(clip_dir)
     if not os.path.isdir(clip_dir):
         raise InputError(f"--clip {clip_dir}: not a directory (a local CLIP ViT-L/14 text model with its tokenizer)")
+    def part(name: str) -> str:  # a Stable Diffusion folder has tokenizer/ and text_encoder/; a CLIP folder not
+        folder = os.path.join(clip_dir, name)
+        return folder if os.path.isdir(folder) else clip_dir
+
     try:
-        tokenizer = CLIPTokenizer.from_pretrained(clip_dir, subfolder="tokenizer" if os.path.isdir(
-            os.path.join(clip_dir, "tokenizer")) else "")
-        text_dir = os.path.join(clip_dir, "text_encoder") if os.path.isdir(os.path.join(clip_dir, "text_encoder")) \
-            else clip_dir
-        text_config = CLIPTextConfig.from_pretrained(text_dir)
+        tokenizer = CLIPTokenizer.from_pretrained(part("tokenizer"))
+        text_config = CLIPTextConfig.from_pretrained(part("text_encoder"))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot read the CLIP tokenizer / config in {clip_dir}: {exc}") from None
     text_encoder = CLIPTextModel(text_config)
@@ -142,8 +142,7 @@ def convert_lego_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, cli
     pipe = LegoPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
                         conditioning=conditioning)
     pipe.sampling_defaults = {k: (list(v) if isinstance(v, tuple) else v) for k, v in PAPER_SAMPLING.items()}
-    with torch.no_grad():
-        pipe.save_pretrained(os.fspath(out), safe_serialization=True)
+    pipe.save_pretrained(os.fspath(out), safe_serialization=True)
     return {"out": os.fspath(out), "ema": ema_used, "unet_parameters": sum(p.numel() for p in unet.parameters()),
             "conditioning": {k: v for k, v in conditioning.config.items() if not k.startswith("_")}}
 
