@@ -697,13 +697,11 @@ def run_units(units: list[WorkUnit], config: CurationConfig) -> list[UnitResult]
                 results.append(curate_unit(unit, config))
                 _advance(progress, task, results[-1])
         else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
+            from concurrent.futures import as_completed
 
-            # fork: workers start in milliseconds and inherit the imported modules; torch is only
-            # imported inside workers (laion scorer), never in this parent, so forking is safe.
-            context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(max_workers=config.workers, mp_context=context) as pool:
+            from egoframe.utils.workers import process_pool
+
+            with process_pool(config.workers, preload=[__name__]) as pool:
                 futures = [pool.submit(curate_unit, unit, config) for unit in todo]
                 for future in as_completed(futures):
                     results.append(future.result())

@@ -25,13 +25,13 @@ import io
 import json
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from egoframe.errors import InputError
+from egoframe.utils.workers import process_pool
 from egoframe.world.config import CONFIG_FILE, WorldConfig
 
 MANIFEST_FILE = "manifest.json"
@@ -204,7 +204,7 @@ def make_world(out_dir: str, n_videos: int = 50, seed: int = 0, resolution: int 
                 if on_video:
                     on_video(v["video_id"])
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with process_pool(workers, preload=[__name__]) as pool:
                 jobs = [(config.to_dict(), v, out_dir) for v in todo]
                 for vid in pool.map(_make_video_job, jobs):
                     advance()

@@ -173,7 +173,7 @@ def write_pairs(out: str, n_pairs: int, seed: int = 0, resolution: int = 128, wo
     of more pairs with the same seed starts with the same pairs. Every ``test_every``-th episode is the test
     split (0: none), which a training run uses for its sample grids.
     """
-    from concurrent.futures import ProcessPoolExecutor
+    from egoframe.utils.workers import process_pool
 
     from egoframe.data.curate import REPORT_FILE, atomic_write_json
     from egoframe.data.records import ActionRecord, RECORDS_FILE, save_records
@@ -205,7 +205,7 @@ def write_pairs(out: str, n_pairs: int, seed: int = 0, resolution: int = 128, wo
     total = sum(counts.values())
     next_chunk = len(counts)
     # ~6.5 actions per episode: plan enough chunks, then top up one chunk at a time if the estimate fell short
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    with process_pool(workers, preload=[__name__]) as pool:
         while total < n_pairs:
             want = max(1, int(np.ceil((n_pairs - total) / (6.0 * EPISODES_PER_CHUNK))))
             chunks = list(range(next_chunk, next_chunk + want))
