@@ -101,6 +101,11 @@ def convert_lego_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, cli
     try:
         unet_config = create_unet_diffusers_config_from_ldm(config, state)
         vae_config = create_vae_diffusers_config_from_ldm(config, state)
+        # diffusers guesses the size from the checkpoint's type (512 px for an SD-1.x UNet); the LDM config's
+        # unet image_size is the latent size LEGO trained at (32 -> 256 px through the f8 VAE).
+        latent_size = int(config["model"]["params"]["unet_config"]["params"]["image_size"])
+        unet_config["sample_size"] = latent_size
+        vae_config["sample_size"] = latent_size * 2 ** (len(vae_config["block_out_channels"]) - 1)
     except (KeyError, TypeError) as exc:
         raise InputError(f"the LDM config lacks {exc}: pass the public code's configs/train_*.yaml") from None
     try:
