@@ -8,6 +8,7 @@ import re
 
 import pytest
 import torch
+from PIL import Image
 
 from egoframe.pipelines.convert_lego import LEGO_LDM_CONFIG
 
@@ -109,8 +110,8 @@ def vae_to_ldm(state: dict, n_levels: int) -> dict:
     return out
 
 
-@pytest.fixture
-def lego_ckpt(tmp_path):
+@pytest.fixture(scope="module")
+def lego_ckpt(tmp_path_factory):
     """A tiny LEGO checkpoint in the public layout, plus the reference modules it was made from."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import (
@@ -120,6 +121,7 @@ def lego_ckpt(tmp_path):
 
     from egoframe.models.text import build_tiny_clip_tokenizer
 
+    tmp_path = tmp_path_factory.mktemp("lego_ckpt")
     torch.manual_seed(0)
     config = tiny_ldm_config()
     unet_config = create_unet_diffusers_config_from_ldm(config, {})
@@ -171,6 +173,9 @@ def test_converted_checkpoint_loads_generates_and_keeps_the_public_semantics(leg
     raw = lego_ckpt["unet_ldm"]["model.diffusion_model.input_blocks.0.0.weight"]
     assert torch.allclose(pipe.unet.conv_in.weight, raw * 0.5)
     assert pipe.unet.config.in_channels == 8 and pipe.sampling_defaults["guidance_scale"] == 7.5
+    # The LDM config's latent size, not diffusers' SD-1.x guess of 512 px: 8 latents x 2 (the tiny VAE) = 16 px
+    # (LEGO: 32 x 8 = 256 px).
+    assert pipe.resolution == 16
     assert pipe.sampling_defaults["image_guidance_scale"] == 1.5
     # The conditioning equals the public code's: C = [ψ; σ(H_i); π(μ(H_t))], zeros after projection when dropped.
     psi = torch.randn(2, 77, D)
@@ -210,3 +215,78 @@ def test_convert_cli_and_bad_inputs(lego_ckpt, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["convert-lego", str(tmp_path / "junk.ckpt"), "--out", str(tmp_path / "m3"), "--clip", str(lego_ckpt["clip"])])
     assert exit_info.value.code == 2 and "not a readable torch checkpoint" in capsys.readouterr().err
+
+
+def test_published_lego_recipe_end_to_end(lego_ckpt, tmp_path, capsys):
+    """docs/lego.md's commands on a LEGO-Dataset-shaped folder, released-style features and a converted
+    checkpoint: curate --format lego, vllm import-features, convert-lego, generate --data --embeddings, eval."""
+    import csv
+    import os
+
+    import numpy as np
+    import yaml
+
+    from egoframe.cli.main import main
+    from egoframe.data.records import load_records
+    from egoframe.vllm.cache import released_feature_path
+    from tests.data.test_lego_format import make_lego_dataset
+
+    def run(*args) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in args])
+        captured = capsys.readouterr()
+        assert exit_info.value.code == 0, captured.err
+        return captured.out
+
+    annotations, frames = make_lego_dataset(str(tmp_path))
+    data = tmp_path / "data"
+    run("data", "curate", "--format", "lego", "--annotations", annotations, "--videos", frames, "--out", data,
+        "--no-progress")
+    records = load_records(str(data))
+    assert len(records) == 2
+    for k, rec in enumerate(records):  # H_i (3 tokens) and H_t (4 of 5 tokens) per frame, as the release has
+        for folder, shape in (("img", (3, D_LLM)), ("txt", (4, D_LLM))):
+            path = released_feature_path(str(tmp_path / folder), rec.extra["image_0"])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            np.save(path, np.random.default_rng(k).standard_normal(shape).astype(np.float16))
+    run("vllm", "import-features", data, "--image-features", tmp_path / "img", "--text-features", tmp_path / "txt",
+        "--n-text-tokens", "5", "--quiet")
+    config_path = tmp_path / "train_tiny.yaml"
+    config_path.write_text(yaml.safe_dump(lego_ckpt["config"]))
+    model = tmp_path / "model"
+    run("convert-lego", lego_ckpt["ckpt"], "--out", model, "--clip", lego_ckpt["clip"], "--config", config_path,
+        "--num-image-tokens", "3", "--num-text-tokens", "5")
+    out = tmp_path / "set"
+    said = run("generate", "--data", data, "--split", "test", "--embeddings", data / "vllm_embeddings",
+               "--model", model, "--out", out, "--steps", "2")
+    assert "generation set" in said
+    with open(out / "samples.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(r["sample_id"] for r in rows) == sorted(r.id for r in records)
+    assert all(r["description"] for r in rows)  # llava_forecast_finetune, carried through
+    assert all((out / r["lego"]).is_file() and (out / r["input"]).resolve().is_file() for r in rows)
+    # The cached embeddings condition the frames: other features give other frames for the same seed.
+    first = np.asarray(Image.open(out / rows[0]["lego"]))
+    run("generate", "--data", data, "--embeddings", data / "vllm_embeddings", "--model", model, "--out",
+        tmp_path / "same", "--steps", "2")
+    assert np.array_equal(first, np.asarray(Image.open(tmp_path / "same" / rows[0]["lego"])))
+    # Another method's column already in samples.csv survives a rerun (here every output exists: no model loads).
+    with open(out / "samples.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    with open(out / "samples.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*table[0], "other"])
+        writer.writeheader()
+        writer.writerows({**row, "other": row["lego"]} for row in table)
+    run("generate", "--data", data, "--embeddings", data / "vllm_embeddings", "--model", model, "--out", out)
+    with open(out / "samples.csv", newline="") as handle:
+        assert {"lego", "other"} <= set(csv.DictReader(handle).fieldnames)
+    assert "psnr" in run("eval", out, "--out", tmp_path / "eval", "--resamples", "50")
+    # A cache that lacks a pair, and --embeddings without --data, are one-line errors before anything loads.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--data", str(data), "--embeddings", str(tmp_path / "nowhere"), "--model", str(model),
+              "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "no such folder" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--image", frames, "--action", "take cup", "--embeddings", str(data / "vllm_embeddings")])
+    assert exit_info.value.code == 2 and "needs --data" in capsys.readouterr().err

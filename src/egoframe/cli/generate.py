@@ -24,6 +24,16 @@ def generate(
     batch: Optional[Path] = typer.Option(
         None, "--batch", help="CSV or JSONL with columns image, action[, description, out]."
     ),
+    data: Optional[Path] = typer.Option(
+        None, "--data", help="A curated data set: generate its --split into a generation set at --out "
+                             "(samples.csv + OUT/<method>/, for `egoframe eval`)."
+    ),
+    split: str = typer.Option("test", "--split", help="With --data: train | test | all."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="With --data: the first N pairs by id."),
+    embeddings: Optional[Path] = typer.Option(
+        None, "--embeddings", help="With --data: VLLM embedding cache to condition on (`vllm embed` / "
+                                   "`vllm import-features`, e.g. DATA/vllm_embeddings) instead of running a VLLM."
+    ),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="egoframe or Stable Diffusion 1.5 directory."),
     steps: Optional[int] = typer.Option(
         None, "--steps", min=1, max=1000, help="Denoising steps (default: the model's recommendation, else 100)."
@@ -57,9 +67,18 @@ def generate(
     ),
     prox_mode: str = typer.Option("soft", "--prox-mode", help="ProxEdit: soft (l1) | hard (l0) proximal operator."),
 ) -> None:
-    from egoframe.pipelines.batch import GenerateSettings, generate_rows, rows_from_inputs
+    from egoframe.pipelines.batch import GenerateSettings, generate_rows, rows_from_data, rows_from_inputs
 
-    rows = rows_from_inputs(image=image, action=action, description=description, out=out, batch=batch)
+    if data is not None:
+        if image is not None or batch is not None:
+            raise InputError("give one input form: --data, --image or --batch")
+        if out is None:
+            raise InputError("--data needs --out: the folder the generation set is written to")
+        rows = rows_from_data(data, out, split=split, limit=limit, method=method)
+    else:
+        if embeddings is not None:
+            raise InputError("--embeddings needs --data: the cache is keyed by the data set's pair ids")
+        rows = rows_from_inputs(image=image, action=action, description=description, out=out, batch=batch)
     settings = GenerateSettings(
         model=str(model) if model else None,
         steps=steps,
@@ -75,6 +94,7 @@ def generate(
         strength=strength,
         prox_quantile=prox_quantile,
         prox_mode=prox_mode,
+        embeddings=str(embeddings) if embeddings else None,
     )
     report = generate_rows(rows, settings)
     for note in report.notes:
@@ -88,6 +108,31 @@ def generate(
                    err=True)
     if not report.written and not report.skipped:
         raise InputError("nothing was generated")
+    if data is not None:
+        typer.echo(f"generation set: {write_data_set(rows, out, method)} (score it with `egoframe eval {out}`)")
+
+
+def write_data_set(rows, out: Path, method: str) -> Path:
+    """``out/samples.csv`` for the rows whose output exists: the data set's frames referenced where they are.
+    Method columns already in ``out/samples.csv`` that cover every one of these rows are kept, so each
+    method generated into the same folder adds its column."""
+    from egoframe.evaluation.generation_set import SAMPLES_FILE, Sample, read_generation_set, write_generation_set
+
+    out = out.resolve()
+    samples = [Sample(sample_id=row.item_id, action=row.action, description=row.description or "",
+                      input=row.image.resolve(), target=row.target.resolve() if row.target else None,
+                      generated={method: row.out.resolve()})
+               for row in rows if row.out.exists()]
+    methods = [method]
+    if (out / SAMPLES_FILE).is_file():
+        existing = read_generation_set(out, check_files=False)
+        before = {s.sample_id: s for s in existing.samples}
+        kept = [m for m in existing.methods if m != method
+                and all(s.sample_id in before and m in before[s.sample_id].generated for s in samples)]
+        for s in samples:
+            s.generated.update({m: before[s.sample_id].generated[m] for m in kept})
+        methods = kept + methods
+    return write_generation_set(out, samples, methods)
 
 
 def parse_interval(text: str) -> tuple[float, float]:

@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,8 @@ class GenerateRow:
     out: Path
     description: str | None = None
     index: int = 0
+    item_id: str | None = None  # the pair's id in a data set and its VLLM embedding cache (rows_from_data)
+    target: Path | None = None  # the pair's ground-truth frame (rows_from_data), for the generation set
 
 
 @dataclass
@@ -47,6 +50,9 @@ class GenerateSettings:
     strength: float = 0.6  # SDEdit: how far the input latent is noised
     prox_quantile: float = 0.7  # ProxEdit: threshold quantile of |guidance difference|
     prox_mode: str = "soft"  # ProxEdit: soft (l1) | hard (l0) proximal operator
+    # A VLLM embedding cache (`egoframe vllm embed` / `vllm import-features`): rows take their H_i, H_t from it
+    # by item_id instead of running a VLLM, e.g. LEGO's released features with a converted checkpoint.
+    embeddings: str | None = None
 
     def validate(self, last_row_index: int = 0) -> None:
         """Refuse what would fail only after the model is loaded, or silently: a NaN guidance scale samples
@@ -187,6 +193,7 @@ def generate_rows(rows: list[GenerateRow], settings: GenerateSettings, pipe=None
         return report
     # Check every output and read every input before loading the model, so a bad path fails fast with its name.
     check_output_paths(row.out for row in todo)
+    cache = _open_embeddings(settings.embeddings, todo)
     todo, images = _read_inputs(todo, report)
     from egoframe.pipelines.baselines import as_method, method_kwargs
 
@@ -201,9 +208,17 @@ def generate_rows(rows: list[GenerateRow], settings: GenerateSettings, pipe=None
     if settings.channels_last:
         pipe.enable_channels_last()
     pipe.set_progress_bar_config(desc="denoising", leave=False)
+    uses_vllm = bool(getattr(getattr(pipe, "conditioning", None), "needs_vllm", False))
+    if cache is not None and not uses_vllm:
+        report.notes.append(f"the model does not condition on VLLM embeddings: {settings.embeddings} is not used")
     for start in range(0, len(todo), settings.batch_size):
         chunk = todo[start : start + settings.batch_size]
         generators = [torch.Generator(settings.device).manual_seed(settings.seed + row.index) for row in chunk]
+        extra = {}
+        if cache is not None and uses_vllm:
+            got = cache.get_many([row.item_id for row in chunk])
+            extra = dict(vllm_image_tokens=got.image_tokens, vllm_text_tokens=got.text_tokens,
+                         vllm_text_mask=got.text_mask)
         result = pipe(
             images[start : start + len(chunk)],
             [row.action for row in chunk],
@@ -211,12 +226,65 @@ def generate_rows(rows: list[GenerateRow], settings: GenerateSettings, pipe=None
             num_inference_steps=chosen["num_inference_steps"],
             generator=generators,
             **sampling,
+            **extra,
         )
         report.notes.extend(result.notes)
         for row, img in zip(chunk, result.images):
             save_image(img, row.out)  # atomic: a killed run never leaves a half-written output
             report.written.append(row.out)
     return report
+
+
+def _open_embeddings(cache_dir: str | None, rows: list[GenerateRow]):
+    """The VLLM embedding cache the rows read, checked to hold every row before any model loads."""
+    if cache_dir is None:
+        return None
+    from egoframe.vllm.cache import VllmEmbeddingCache
+
+    if not os.path.isdir(cache_dir):
+        raise InputError(f"--embeddings {cache_dir}: no such folder (make one with `egoframe vllm embed` or "
+                         f"`egoframe vllm import-features`)")
+    without_id = [row for row in rows if row.item_id is None]
+    if without_id:
+        raise InputError("--embeddings needs rows from a data set (--data): the cache is keyed by the pair's id")
+    cache = VllmEmbeddingCache(cache_dir)
+    missing = [row.item_id for row in rows if row.item_id not in cache]
+    if missing:
+        raise InputError(f"{len(missing)} of {len(rows)} pairs have no embeddings in {cache_dir} (first: "
+                         f"{missing[0]!r}); embed or import them first")
+    return cache
+
+
+def rows_from_data(data: Path, out: Path, split: str = "test", limit: int | None = None,
+                   method: str = "lego") -> list[GenerateRow]:
+    """One row per pair of a curated data set's ``split`` ("all": every pair), sorted by id, the first ``limit``
+    of them; outputs go to ``out/<method>/<id>.png``, and each row keeps its target for the generation set."""
+    from egoframe.data.records import load_records
+    from egoframe.enrichment import DESCRIPTIONS_FILE, attach_descriptions
+
+    if split not in ("train", "test", "all"):
+        raise InputError(f"--split must be train, test or all, got {split!r}")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be >= 1, got {limit}")
+    records = [r for r in load_records(str(data)) if split == "all" or r.split == split]
+    if not records:
+        raise InputError(f"{data} has no {split}-split pairs")
+    if (data / DESCRIPTIONS_FILE).is_file():  # `egoframe enrich`'s; else the records' own (e.g. the LEGO release's)
+        attach_descriptions(records, str(data))
+    records.sort(key=lambda r: r.id)
+    if limit is not None:
+        records = records[:limit]
+    used: set[str] = set()
+    rows = []
+    for index, rec in enumerate(records):
+        name = re.sub(r"[^A-Za-z0-9._+-]", "_", rec.id)
+        while name in used:  # ids that differ only in replaced characters still get their own file
+            name += "_"
+        used.add(name)
+        rows.append(GenerateRow(image=data / rec.input_path, action=rec.action, description=rec.description or None,
+                                out=out / method / f"{name}.png", index=index, item_id=rec.id,
+                                target=data / rec.target_path if rec.target_path else None))
+    return rows
 
 
 def _read_inputs(todo: list[GenerateRow], report: GenerateReport) -> tuple[list[GenerateRow], list]:
