@@ -143,6 +143,27 @@ def import_features(
                f"{len(result.missing)} without (listed in the index) -> {result.cache_dir}")
 
 
+@vllm_app.command("convert-llava")
+def convert_llava(
+    src: Path = typer.Argument(..., help="Original-layout LLaVA folder (haotian-liu/LLaVA: LlavaLlamaForCausalLM)."),
+    vision_tower: Path = typer.Option(..., "--vision-tower",
+                                      help="Local CLIP folder of its mm_vision_tower (used unless the checkpoint "
+                                           "carries its own tower)."),
+    out: Path = typer.Option(..., "--out", help="llava-hf model directory to write (safetensors)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float16 | bfloat16 | float32 (default: as stored)."),
+) -> None:
+    """Convert an original-layout LLaVA (e.g. LEGO's released VLLM) to the llava-hf layout egoframe loads."""
+    from egoframe.vllm.convert import convert_original_llava
+
+    summary = convert_original_llava(str(src), str(vision_tower), str(out), dtype=dtype)
+    typer.echo(f"{summary['out']}: llava-hf layout, {summary['projector']} projector, {summary['image_tokens']} image "
+               f"tokens, d_llm {summary['d_llm']}, {summary['added_tokens']} token(s) added, vision tower from "
+               f"{summary['vision_tower_from']}")
+    if summary["aspect_ratio"] == "pad":
+        typer.echo("note: the original pads frames to a square (image_aspect_ratio 'pad'); llava-hf's processor "
+                   "resizes and centre-crops, so give it square frames for the original's behaviour", err=True)
+
+
 @vllm_app.command("evaluate")
 def evaluate(
     data_dir: Path = typer.Argument(..., help="Curated, enriched data set."),
