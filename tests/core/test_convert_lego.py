@@ -290,3 +290,59 @@ def test_published_lego_recipe_end_to_end(lego_ckpt, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["generate", "--image", frames, "--action", "take cup", "--embeddings", str(data / "vllm_embeddings")])
     assert exit_info.value.code == 2 and "needs --data" in capsys.readouterr().err
+
+
+def test_converted_pipeline_samples_as_the_public_code_does(lego_ckpt, tmp_path):
+    """A reference sampler written from the public code's semantics, on the converted UNet / VAE / CLIP but with
+    the checkpoint's own σ, μ, π modules (not the converted conditioning): ψ = CLIP's last hidden states of the
+    description; C = [ψ; σ(H_i); π(μ(H_t))]; the null condition = the empty prompt's ψ with zeros after
+    projection; c_concat = the input latent's mode, unscaled, zeros for the unconditional branch; CFGDenoiser's
+    ε = ε(∅,∅) + s_c·(ε(x,c) − ε(x,∅)) + s_x·(ε(x,∅) − ε(∅,∅)) (metrics/inference.py); Euler ancestral. The
+    converted pipeline must give the same frame to 1e-5."""
+    from diffusers import EulerAncestralDiscreteScheduler
+    from diffusers.utils.torch_utils import randn_tensor
+
+    from egoframe.pipelines.convert_lego import convert_lego_checkpoint
+    from egoframe.pipelines.loading import load_pipeline
+
+    out = tmp_path / "model"
+    convert_lego_checkpoint(lego_ckpt["ckpt"], out, lego_ckpt["clip"], original_config=lego_ckpt["config"],
+                            num_image_tokens=3, num_text_tokens=5)
+    pipe = load_pipeline(str(out))
+    # Every UNet weight came back to its place through diffusers' LDM mapping (the EMA copy: x 0.5 here).
+    reference = {k: v * 0.5 for k, v in lego_ckpt["unet"].state_dict().items()}
+    assert set(pipe.unet.state_dict()) == set(reference)
+    assert all(torch.equal(v, reference[k]) for k, v in pipe.unet.state_dict().items())
+    torch.manual_seed(1)
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    h_i, h_t = torch.randn(1, 3, D_LLM), torch.randn(1, 5, D_LLM)
+    description, s_text, s_image, steps = "the person takes the cup", 7.5, 1.5, 3
+    got = pipe(image, "take cup", description=description, vllm_image_tokens=h_i, vllm_text_tokens=h_t,
+               vllm_text_mask=torch.ones(1, 5), num_inference_steps=steps, guidance_scale=s_text,
+               image_guidance_scale=s_image, generator=torch.Generator().manual_seed(0), output_type="pt",
+               progress=False).images
+
+    tokenizer, text_encoder, unet, vae = pipe.tokenizer, pipe.text_encoder, pipe.unet, pipe.vae
+    with torch.no_grad():
+        def psi(text):
+            ids = tokenizer([text], padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                            return_tensors="pt").input_ids
+            return text_encoder(ids).last_hidden_state
+
+        vllm_tokens = [lego_ckpt["projection_img"](h_i), lego_ckpt["mixer"](lego_ckpt["projection_txt"](h_t))]
+        cond = torch.cat([psi(description), *vllm_tokens], dim=1)
+        uncond = torch.cat([psi(""), *(torch.zeros_like(v) for v in vllm_tokens)], dim=1)
+        concat = vae.encode(image).latent_dist.mode()
+        scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
+        scheduler.set_timesteps(steps)
+        generator = torch.Generator().manual_seed(0)
+        z = randn_tensor((1, 4, *concat.shape[-2:]), generator=generator) * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            zin = scheduler.scale_model_input(torch.cat([z] * 3), t)
+            model_in = torch.cat([zin, torch.cat([concat, concat, torch.zeros_like(concat)])], dim=1)
+            out_cond, out_img_cond, out_uncond = unet(model_in, t, encoder_hidden_states=torch.cat(
+                [cond, uncond, uncond])).sample.chunk(3)
+            eps = out_uncond + s_text * (out_cond - out_img_cond) + s_image * (out_img_cond - out_uncond)
+            z = scheduler.step(eps, t, z, generator=generator).prev_sample
+        want = vae.decode(z / vae.config.scaling_factor).sample
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5)
