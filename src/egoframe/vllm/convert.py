@@ -20,7 +20,6 @@ are read with :func:`egoframe.utils.safe_loading.read_pickle_tensors`, which run
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 from typing import Any
@@ -74,14 +73,9 @@ def read_original_weights(src: str) -> dict:
 
 
 def _read_config(src: str) -> dict[str, Any]:
-    path = os.path.join(src, "config.json")
-    if not os.path.isfile(path):
-        raise ModelLoadError(f"{src} has no config.json: not an original-layout LLaVA folder")
-    try:
-        with open(path) as f:
-            config = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path} is not readable JSON: {exc}") from None
+    from egoframe.vllm.model import read_config_json
+
+    config = read_config_json(src, "an original-layout LLaVA folder")
     if config.get("model_type") == "llava" and "text_config" in config:
         raise InputError(f"{src} is already in the llava-hf layout: load it directly")
     if "mm_hidden_size" not in config:

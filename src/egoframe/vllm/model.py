@@ -128,19 +128,25 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
+def read_config_json(folder: str, kind: str) -> dict[str, Any]:
+    """``folder/config.json`` as a dict; a missing or unreadable file is a one-line :class:`ModelLoadError`
+    saying the folder is not ``kind``."""
+    path = os.path.join(folder, "config.json")
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"{folder} has no config.json: not {kind}")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path} is not readable JSON: {exc}") from None
+
+
 def check_vllm_dir(model_dir: str, allow_pickle: bool | None = None) -> dict[str, Any]:
     """Check that ``model_dir`` looks like a llava-hf directory; return its config.json contents."""
     if not model_dir or not os.path.isdir(model_dir):
         raise ModelLoadError(f"VLLM directory {model_dir!r} does not exist: pass a local llava-hf style directory "
                              "(e.g. a download of llava-hf/llava-1.5-7b-hf or the output of `egoframe vllm train`)")
-    config_path = os.path.join(model_dir, "config.json")
-    if not os.path.isfile(config_path):
-        raise ModelLoadError(f"{model_dir} has no config.json: not a transformers model directory")
-    try:
-        with open(config_path) as f:
-            config = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{config_path} is not readable JSON: {exc}") from None
+    config = read_config_json(model_dir, "a transformers model directory")
     if config.get("model_type") != "llava":
         raise ModelLoadError(f"{model_dir} holds a {config.get('model_type')!r} model, not a LLaVA "
                              "(model_type 'llava', LlavaForConditionalGeneration)")
