@@ -100,6 +100,10 @@ def test_trained_oracle_saves_reloads_and_reports(oracle_dir, tiny_world):  # no
     again_report = video_report(reader, tiny_world, frame_stride=15)
     assert again_report["fact_accuracy"] == report["fact_accuracy"]
     assert again_report["target_action_success"] == report["target_action_success"]
+    # the facts each frame shows are a subset of all facts: reading them can only be as exact or more
+    assert again_report["shown_facts_exact"]["value"] >= again_report["all_facts_exact"]["value"]
+    assert 0.0 <= again_report["hidden_facts"]["share"] < 0.5
+    assert set(again_report["hidden_facts"]["frames_per_fact"]) <= set(HEADS)
     # a rerun into a finished directory reuses it
     again = train_oracle(OracleConfig(source="world", world=tiny_world, out_dir=oracle_dir, steps=1))
     assert again == report

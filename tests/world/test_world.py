@@ -283,3 +283,34 @@ def test_label_ambiguity_from_the_annotation(world):
               "destination": {"place": "counter", "x": x, "y": 0.4, "name": "counter", "object_id": None}}
              for x in (0.2, 0.8)]
     assert label_ambiguity(spots) == {"object": False, "hand": False, "place": True}
+
+
+def test_object_visibility_and_readable_facts(world):
+    """A cup the held cup covers is not shown, so its place and fill are not readable; uncovered it is."""
+    import dataclasses
+
+    from egoframe.world.facts import HEADS, fact_objects, readable_facts
+    from egoframe.world.render import object_visibility
+
+    states = load_states(world.path(world.videos[0]["states_path"]))
+    state = states[0]
+    free = [o for o in state.objects if o.kind == "cup" and not o.held_by]
+    assert len(free) >= 2, "the test needs two cups on the counter"
+    below, other = free[0], free[1]
+    shown = object_visibility(state)
+    assert set(shown) == {o.id for o in state.objects} and all(0.0 <= v <= 1.0 for v in shown.values())
+    # nothing covers a cup on the counter in the first frame (hands rest at the front edge)
+    assert shown[below.id] > 0.9
+    assert f"place_{below.colour}_cup" in readable_facts(state, shown)
+    # the other cup, held by the left hand, drawn (enlarged) right over the first one
+    hand = dataclasses.replace(state.hands["left"], x=below.x, y=below.y, holding=other.id)
+    held = dataclasses.replace(other, x=below.x, y=below.y, held_by="left", place="hand")
+    covered = dataclasses.replace(state, hands={**state.hands, "left": hand},
+                                  objects=[held if o.id == other.id else o for o in state.objects])
+    seen = object_visibility(covered)
+    assert seen[below.id] < 0.2 and seen[other.id] > 0.9
+    readable = readable_facts(covered, seen)
+    assert f"place_{below.colour}_cup" not in readable and f"cup_{below.colour}" not in readable
+    assert f"place_{other.colour}_cup" in readable and "left_hand" in readable and "frame" in readable
+    assert fact_objects(covered, f"cup_{below.colour}") == [below.id]
+    assert fact_objects(covered, "left_hand") == [] and set(readable) <= set(HEADS)

@@ -78,9 +78,11 @@ def evaluate(
 
 
 def _summary(report: dict) -> dict:
-    summary = {k: report[k] for k in ("train_frames", "test_frames", "mean_fact_accuracy", "test_actions")
-               if k in report}
-    for key in ("all_facts_exact", "target_action_success", "target_window_action_success", "input_action_success"):
+    summary = {k: report[k] for k in ("train_frames", "test_frames", "mean_fact_accuracy", "mean_shown_fact_accuracy",
+                                      "test_actions") if k in report}
+    if report.get("hidden_facts"):
+        summary["hidden_fact_share"] = report["hidden_facts"]["share"]
+    for key in ("all_facts_exact", "shown_facts_exact", "target_action_success", "target_window_action_success", "input_action_success"):
         if report.get(key):
             summary[key] = report[key]["value"]
     if report.get("most_common_errors"):

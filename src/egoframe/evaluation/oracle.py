@@ -33,15 +33,18 @@ from egoframe.world.facts import (  # noqa: F401  (the oracle's heads are the wo
     CUP_COLOURS,
     HEADS,
     HELD,
+    MIN_VISIBLE,
     PLACES,
     VERB_FACTS,
     WorldStates,
     action_facts,
     action_success,
     facts_to_indices,
+    readable_facts,
     state_accuracy,
     state_facts,
 )
+from egoframe.world.render import object_visibility
 
 logger = logging.getLogger(__name__)
 
@@ -606,7 +609,7 @@ def video_report(reader: OracleReader, world_dir: str, frame_stride: int = 6, ma
     records = [r for r in load_records(world.manifest.path(world.manifest.files["ground_truth"]))
                if r.video_id in set(videos)]
     paths = {v["video_id"]: world.manifest.path(v["video_path"]) for v in world.manifest.videos}
-    images, truth, where = [], [], {}
+    images, truth, states, where = [], [], [], {}
     for video in videos:
         decoded = read_frames(paths[video])
         picks = set(range(0, len(decoded), frame_stride))
@@ -616,11 +619,21 @@ def video_report(reader: OracleReader, world_dir: str, frame_stride: int = 6, ma
         for f in sorted(p for p in picks if 0 <= p < len(decoded)):
             where[(video, f)] = len(images)
             images.append(decoded[f])
-            truth.append(state_facts(world.state(video, f)))
+            states.append(world.state(video, f))
+            truth.append(state_facts(states[-1]))
     read = reader.read(images)
     names = list(HEADS)
     per_fact = {n: float(np.mean([p[n] == t[n] for p, t in zip(read, truth)])) for n in names}
     exact = [float(all(p[n] == t[n] for n in names)) for p, t in zip(read, truth)]
+    # the same on the facts each frame shows (its objects at least half visible): what reading can be asked to get
+    shown = [readable_facts(state, object_visibility(state)) for state in states]
+    hits = {n: [] for n in names}
+    for p, t, r in zip(read, truth, shown):
+        for n in r:
+            hits[n].append(p[n] == t[n])
+    shown_fact = {n: float(np.mean(v)) if v else None for n, v in hits.items()}
+    shown_exact = [float(all(p[n] == t[n] for n in r)) for p, t, r in zip(read, truth, shown)]
+    hidden = {n: len(read) - len(hits[n]) for n in names if len(hits[n]) < len(read)}
     wrong: dict[str, int] = {}
     for p, t in zip(read, truth):
         for n in names:
@@ -642,6 +655,11 @@ def video_report(reader: OracleReader, world_dir: str, frame_stride: int = 6, ma
         "fact_accuracy": {k: round(v, 5) for k, v in per_fact.items()},
         "mean_fact_accuracy": round(float(np.mean(list(per_fact.values()))), 5),
         "all_facts_exact": ci(exact),
+        "shown_fact_accuracy": {k: None if v is None else round(v, 5) for k, v in shown_fact.items()},
+        "mean_shown_fact_accuracy": round(float(np.mean([v for v in shown_fact.values() if v is not None])), 5),
+        "shown_facts_exact": ci(shown_exact),
+        "hidden_facts": {"min_visible": MIN_VISIBLE, "frames_per_fact": hidden,
+                         "share": round(sum(hidden.values()) / (len(read) * len(names)), 5)},
         "most_common_errors": dict(sorted(wrong.items(), key=lambda kv: -kv[1])[:15]),
         "test_actions": len(records),
         "target_action_success": ci(tgt),

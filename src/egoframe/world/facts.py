@@ -180,6 +180,48 @@ class WorldStates:
         return self._actions[video_id][narration_id]
 
 
+# an object counts as shown when at least this share of its drawn area is visible (object_visibility)
+MIN_VISIBLE = 0.5
+
+
+def fact_objects(state, name: str) -> list[str]:
+    """Ids of the objects a fact is read from: the cup of a colour for its fill and place, the bowl, the knife,
+    the drawer, the tap, and for a tomato count the tomatoes it counts (those on the board, in a bowl, or cut).
+    The hands and the ``frame`` fact are read from no object (always shown while the hand is drawn)."""
+    from egoframe.world.state import FrameState
+
+    if isinstance(state, dict):
+        state = FrameState.from_dict(state)
+    objects = state.objects
+    if name.startswith("cup_") or (name.startswith("place_") and name.endswith("_cup")):
+        colour = name.split("_")[1]
+        return [o.id for o in objects if o.kind == "cup" and o.colour == colour]
+    if name.startswith("bowl_"):
+        return [o.id for o in objects if o.kind == "bowl" and o.colour == name[len("bowl_"):]]
+    if name == "place_knife":
+        return [o.id for o in objects if o.kind == "knife"]
+    if name in ("drawer_left", "drawer_right", "tap"):
+        return [o.id for o in objects if o.id == name or (o.kind == "tap" and name == "tap")]
+    counted = {"tomatoes_cut": lambda t: t.cut,
+               "tomatoes_on_board": lambda t: t.place == "board" and not t.held_by,
+               "tomatoes_in_bowls": lambda t: t.place.startswith("bowl") and not t.held_by}
+    if name in counted:
+        return [o.id for o in objects if o.kind == "tomato" and counted[name](o)]
+    return []
+
+
+def readable_facts(state, visibility: dict[str, float], min_visible: float = MIN_VISIBLE) -> list[str]:
+    """The facts a frame of ``state`` shows: every fact whose objects (:func:`fact_objects`) are each at least
+    ``min_visible`` visible (``visibility``: :func:`egoframe.world.render.object_visibility` of the same state).
+
+    A cup hidden under the arm that reaches past it, or behind the cup the other hand holds, has a true place
+    and fill that no reader of the frame can see; scoring them measures guessing, not reading. Evaluation
+    reports reading accuracy on these facts beside the accuracy on all facts (docs/evaluation.md).
+    """
+    return [name for name in HEADS
+            if all(visibility.get(obj, 1.0) >= min_visible for obj in fact_objects(state, name))]
+
+
 AMBIGUITIES = ("object", "hand", "place")
 
 
@@ -203,6 +245,6 @@ def unchanged_pair(world: WorldStates, video_id: str, verb: str, input_frame: in
     return all(fin[k] == ftg[k] for k in action_facts(verb, fin, ftg))
 
 
-__all__ = ["AMBIGUITIES", "BOWL_COLOURS", "COMMON_FACTS", "COUNTS", "CUP_COLOURS", "HEADS", "HELD", "PLACES", "VERB_FACTS",
-           "WorldStates", "action_facts", "action_success", "facts_to_indices", "label_ambiguity", "state_accuracy", "state_facts",
-           "unchanged_pair"]
+__all__ = ["AMBIGUITIES", "BOWL_COLOURS", "COMMON_FACTS", "COUNTS", "CUP_COLOURS", "HEADS", "HELD", "MIN_VISIBLE", "PLACES",
+           "VERB_FACTS", "WorldStates", "action_facts", "action_success", "fact_objects", "facts_to_indices", "label_ambiguity",
+           "readable_facts", "state_accuracy", "state_facts", "unchanged_pair"]

@@ -7,6 +7,7 @@ and serves oracle metrics later (render a predicted state, compare with a genera
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -253,3 +254,31 @@ def render_object_alpha(state: FrameState | dict[str, Any], object_id: str, reso
         _draw_object(cv, obj, state)
         layers.append(cv.img)
     return np.clip(1.0 - (layers[1] - layers[0]).mean(axis=-1) / 255.0, 0.0, 1.0).astype(np.float32)
+
+
+# a pixel counts as showing an object when removing the object changes it by more than this (0-255, any channel)
+VISIBLE_DIFF = 16
+
+
+def object_visibility(state: FrameState | dict[str, Any], resolution: int = 64) -> dict[str, float]:
+    """Share of each object's own drawn area (coverage > 0.5) that the finished frame still shows, by object id.
+
+    1.0 when nothing covers the object; 0.0 when arms, hands, held objects or objects drawn over it hide all
+    of it. Measured the direct way: the frame drawn with and without the object differ exactly where it shows
+    (flat colours, so every visible pixel of it differs by far more than :data:`VISIBLE_DIFF`). A fact about an
+    object that the frame does not show cannot be read off the frame by anyone (:func:`~egoframe.world.facts.readable_facts`).
+    """
+    if isinstance(state, dict):
+        state = FrameState.from_dict(state)
+    full = render_state(state, resolution).astype(np.int16)
+    out: dict[str, float] = {}
+    for obj in state.objects:
+        area = render_object_alpha(state, obj.id, resolution) > 0.5
+        if not area.any():  # entirely outside the view
+            out[obj.id] = 0.0
+            continue
+        pouring = None if state.pouring and obj.id in state.pouring else state.pouring
+        without = dataclasses.replace(state, objects=[o for o in state.objects if o.id != obj.id], pouring=pouring)
+        shows = np.abs(full - render_state(without, resolution).astype(np.int16)).max(axis=-1) > VISIBLE_DIFF
+        out[obj.id] = float((shows & area).sum() / area.sum())
+    return out
