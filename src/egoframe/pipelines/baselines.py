@@ -18,17 +18,10 @@ from collections.abc import Sequence
 
 import torch
 
+from egoframe.diffusion import cfg, encode_image_latents, randn_latents, step_kwargs
 from egoframe.errors import InputError
 from egoframe.models.kv_cache import cached_cross_attention
-from egoframe.pipelines.lego import (
-    LegoPipeline,
-    LegoPipelineOutput,
-    _per_image,
-    _randn,
-    check_actions,
-    encode_image_latents,
-    generation_mode,
-)
+from egoframe.pipelines.lego import LegoPipeline, LegoPipelineOutput, check_actions, generation_mode, per_image
 
 METHODS = ("lego", "ip2p", "sdedit", "proxedit")
 PROX_MODES = ("soft", "hard")
@@ -122,7 +115,7 @@ class SDEditPipeline(LegoPipeline):
         pixels = self.prepare_images(image, notes)  # (B, 3, R, R)
         batch = pixels.shape[0]
         actions = check_actions(action, batch)
-        descriptions = _per_image(description, batch, "description") if description is not None else [None] * batch
+        descriptions = per_image(description, batch, "description") if description is not None else [None] * batch
         texts = self.condition_texts(actions, descriptions)
         device, dtype = self._execution_device, self.unet.dtype
         cond, cond_mask = self.encode_condition(texts, None, None, None, drop=False, long_text=long_text)
@@ -137,9 +130,10 @@ class SDEditPipeline(LegoPipeline):
         timesteps = self.scheduler.timesteps[skip:]
         if hasattr(self.scheduler, "set_begin_index"):
             self.scheduler.set_begin_index(skip)
-        noise = _randn(z0.shape, generator, device, dtype)
+        noise = randn_latents(z0.shape, generator, device, dtype)
         latents = self.scheduler.add_noise(z0, noise, timesteps[:1].repeat(z0.shape[0]))
         iterator = self.progress_bar(timesteps) if progress else timesteps
+        stepping = step_kwargs(self.scheduler, generator)
         states = torch.cat([cond, null])  # (2B, L, D)
         mask = None if cond_mask is None else torch.cat([cond_mask, null_mask])
         with cached_cross_attention(self.unet, enabled=self.cache_cross_attention):
@@ -147,8 +141,8 @@ class SDEditPipeline(LegoPipeline):
                 model_in = self.scheduler.scale_model_input(torch.cat([latents] * 2), t)
                 eps_cond, eps_null = self.unet(model_in, t, encoder_hidden_states=states,
                                                encoder_attention_mask=mask).sample.chunk(2)
-                eps = eps_null + guidance_scale * (eps_cond - eps_null)
-                latents = self.scheduler.step(eps, t, latents, generator=generator).prev_sample
+                eps = cfg(eps_cond, eps_null, guidance_scale)
+                latents = self.scheduler.step(eps, t, latents, **stepping).prev_sample
         return LegoPipelineOutput(images=self.decode_latents(latents, output_type), notes=notes)
 
 

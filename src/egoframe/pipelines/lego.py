@@ -11,7 +11,6 @@ latent), any diffusers scheduler steps. Guidance is InstructPix2Pix's dual class
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import math
 from collections.abc import Sequence
@@ -19,11 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DiffusionPipeline
+from diffusers import DiffusionPipeline
 from diffusers.schedulers import KarrasDiffusionSchedulers  # noqa: F401  (any diffusers scheduler works)
 from diffusers.utils import BaseOutput
 from PIL import Image
 
+from egoframe.diffusion import check_interval, dual_cfg, encode_image_latents, is_guided, randn_latents, step_kwargs
 from egoframe.errors import InputError
 from egoframe.models.autoencoder import downsampling_factor
 from egoframe.models.conditioning import LegoConditioning
@@ -40,14 +40,6 @@ MAX_ACTION_CHARS = 2000
 class LegoPipelineOutput(BaseOutput):
     images: list[Image.Image] | torch.Tensor
     notes: list[str]
-
-
-def encode_image_latents(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
-    """VAE latents of the input frames, the mode and unscaled, as InstructPix2Pix conditions on them.
-
-    Shared by training and inference so both feed the UNet the same thing. images: (B, 3, H, W) in [-1, 1].
-    """
-    return vae.encode(images.to(device=vae.device, dtype=vae.dtype)).latent_dist.mode()
 
 
 def generation_mode(call):
@@ -313,11 +305,7 @@ class LegoPipeline(DiffusionPipeline):
 
     def combine_guidance(self, eps_text, eps_image, eps_uncond, image_guidance_scale, guidance_scale):
         """ε = ε(∅,∅) + s_x·(ε(x,∅) − ε(∅,∅)) + s_c·(ε(x,c) − ε(x,∅)); samplers such as ProxEdit override it."""
-        return (
-            eps_uncond
-            + image_guidance_scale * (eps_image - eps_uncond)
-            + guidance_scale * (eps_text - eps_image)
-        )
+        return dual_cfg(eps_text, eps_image, eps_uncond, image_guidance_scale, guidance_scale)
 
     # ------------------------------------------------------------------ __call__
     @generation_mode
@@ -373,13 +361,13 @@ class LegoPipeline(DiffusionPipeline):
             raise InputError(f"num_images_per_prompt must be >= 1, got {num_images_per_prompt}")
         if output_type not in ("pil", "pt", "np"):
             raise InputError(f"output_type must be 'pil', 'pt' or 'np', got {output_type!r}")
-        lo, hi = _check_interval(guidance_interval)
+        lo, hi = check_interval(guidance_interval)
         if not 0.0 < strength <= 1.0:
             raise InputError(f"strength must be in (0, 1], got {strength}")
         pixels = self.prepare_images(image, notes)  # (B, 3, R, R)
         batch = pixels.shape[0]
         actions = check_actions(action, batch)
-        descriptions = _per_image(description, batch, "description") if description is not None else [None] * batch
+        descriptions = per_image(description, batch, "description") if description is not None else [None] * batch
         if self.vllm is not None and vllm_image_tokens is None and vllm_text_tokens is None:
             embeddings = self.run_vllm(pixels, actions)
             if self.conditioning.needs_vllm:
@@ -410,22 +398,21 @@ class LegoPipeline(DiffusionPipeline):
             timesteps = timesteps[skip:]
             if hasattr(self.scheduler, "set_begin_index"):
                 self.scheduler.set_begin_index(skip)
-            noise = _randn(shape, generator, device, dtype)
+            noise = randn_latents(shape, generator, device, dtype)
             latents = self.scheduler.add_noise(image_latents, noise, timesteps[:1].repeat(shape[0]))
         else:
-            latents = _randn(shape, generator, device, dtype) * self.scheduler.init_noise_sigma
+            latents = randn_latents(shape, generator, device, dtype) * self.scheduler.init_noise_sigma
         branches = self.branch_inputs(image_latents, cond, cond_mask, null, null_mask) if batch_branches else None
-        # Stochastic schedulers (Euler ancestral, DDPM) take a generator; deterministic ones (UniPC) refuse it.
-        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        stepping = step_kwargs(self.scheduler, generator)
         iterator = self.progress_bar(timesteps) if progress else timesteps
         with cached_cross_attention(self.unet, enabled=self.cache_cross_attention):
             for i, t in enumerate(iterator):
                 eps = self.predict_noise(
                     latents, t, image_latents, cond, cond_mask, null, null_mask,
                     image_guidance_scale, guidance_scale, batch_branches=batch_branches,
-                    guided=lo <= i / len(timesteps) < hi, branches=branches,
+                    guided=is_guided(i, len(timesteps), (lo, hi)), branches=branches,
                 )
-                latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample
+                latents = self.scheduler.step(eps, t, latents, **stepping).prev_sample
 
         images = self.decode_latents(latents, output_type)
         if output_type == "pil":
@@ -538,19 +525,9 @@ def _is_channels_last(module: torch.nn.Module) -> bool:
                for p in module.parameters())
 
 
-def _check_interval(interval) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in interval)
-    except (TypeError, ValueError):
-        raise InputError(f"guidance_interval must be a pair (lo, hi) of fractions, got {interval!r}") from None
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise InputError(f"guidance_interval must satisfy 0 <= lo <= hi <= 1, got {interval!r}")
-    return lo, hi
-
-
 def check_actions(action, batch: int) -> list[str]:
     """One non-empty, bounded action label per image (every sampler validates the same way)."""
-    actions = _per_image(action, batch, "action")
+    actions = per_image(action, batch, "action")
     for a in actions:
         if not isinstance(a, str) or not a.strip():
             raise InputError("action text is empty: give the action to carry out, e.g. 'cut tomato'")
@@ -559,7 +536,7 @@ def check_actions(action, batch: int) -> list[str]:
     return actions
 
 
-def _per_image(value, batch: int, name: str) -> list:
+def per_image(value, batch: int, name: str) -> list:
     if isinstance(value, str) or value is None:
         return [value] * batch
     values = list(value)
@@ -572,12 +549,6 @@ def _per_image(value, batch: int, name: str) -> list:
 
 def _to(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
     return None if tensor is None else tensor.to(device=like.device)
-
-
-def _randn(shape, generator, device, dtype) -> torch.Tensor:
-    from diffusers.utils.torch_utils import randn_tensor
-
-    return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
 
 
 def np_images(output: LegoPipelineOutput) -> np.ndarray:

@@ -377,7 +377,7 @@ def _vae_digest(vae_dir: str) -> str:
 def _vae_round_trip(pipe, images) -> list:
     import torch
 
-    from egoframe.pipelines.lego import encode_image_latents
+    from egoframe.diffusion import encode_image_latents
     from egoframe.utils.images import tensor_to_pil
 
     with torch.no_grad():

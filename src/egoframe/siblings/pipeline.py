@@ -21,16 +21,10 @@ from collections.abc import Sequence
 import torch
 from diffusers import DiffusionPipeline
 
+from egoframe.diffusion import dual_cfg, encode_image_latents, randn_latents, step_kwargs
 from egoframe.errors import InputError, ModelLoadError
 from egoframe.models.kv_cache import cached_cross_attention
-from egoframe.pipelines.lego import (
-    LegoPipeline,
-    LegoPipelineOutput,
-    _per_image,
-    _randn,
-    encode_image_latents,
-    generation_mode,
-)
+from egoframe.pipelines.lego import LegoPipeline, LegoPipelineOutput, generation_mode, per_image
 from egoframe.siblings.connectors import (
     MgieConnector,
     Rp2pConnector,
@@ -162,7 +156,7 @@ class SiblingPipeline(DiffusionPipeline):
         notes: list[str] = []
         pixels = self.prepare_images(image, notes)
         batch = pixels.shape[0]
-        instructions = _per_image(instruction, batch, "instruction")
+        instructions = per_image(instruction, batch, "instruction")
         frames = frames_uint8(pixels)
         answers = None
         if self.generate_answers and self.system != "rp2p":
@@ -178,14 +172,14 @@ class SiblingPipeline(DiffusionPipeline):
         null = SiblingCondition(null.states.to(device, dtype), _on(null.mask, device))
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         shape = (batch, self.unet.config.out_channels, *image_latents.shape[-2:])
-        latents = _randn(shape, generator, device, dtype) * self.scheduler.init_noise_sigma
+        latents = randn_latents(shape, generator, device, dtype) * self.scheduler.init_noise_sigma
         timesteps = self.scheduler.timesteps
         batch_parts = guidance_batch(image_latents, cond, null)
         with cached_cross_attention(self.unet, enabled=self.cache_cross_attention):
             for t in self.progress_bar(timesteps) if progress else timesteps:
                 eps = guided_noise(self.unet, self.scheduler, latents, t, image_latents, cond, null,
                                    image_guidance_scale, guidance_scale, batch=batch_parts)
-                latents = self.scheduler.step(eps, t, latents, generator=generator).prev_sample
+                latents = self.scheduler.step(eps, t, latents, **step_kwargs(self.scheduler, generator)).prev_sample
         decoded = self.vae.decode(latents / self.vae.config.scaling_factor).sample
         images = decoded if output_type == "pt" else tensor_to_pil(decoded)
         return LegoPipelineOutput(images=images, notes=notes)
@@ -217,7 +211,7 @@ def guided_noise(unet, scheduler, latents, t, image_latents, cond: SiblingCondit
     with conv_in_residual(unet, residual):
         eps = unet(model_in, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
     eps_text, eps_image, eps_uncond = eps.chunk(3)
-    return eps_uncond + image_guidance_scale * (eps_image - eps_uncond) + guidance_scale * (eps_text - eps_image)
+    return dual_cfg(eps_text, eps_image, eps_uncond, image_guidance_scale, guidance_scale)
 
 
 def _on(tensor, device):

@@ -216,7 +216,7 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
 
     from egoframe.models.text import encode_text
     from egoframe.models.tiny import TinyConfig, tiny_components
-    from egoframe.pipelines.lego import encode_image_latents
+    from egoframe.diffusion import encode_image_latents
     from egoframe.siblings import llm
     from egoframe.siblings.connectors import conv_in_residual
     from egoframe.siblings.pipeline import SiblingPipeline, connector_condition, frames_uint8

@@ -244,7 +244,7 @@ class _Frozen:
 
     @torch.no_grad()
     def encode(self, pixels_in: torch.Tensor, pixels_tg: torch.Tensor):
-        from egoframe.pipelines.lego import encode_image_latents
+        from egoframe.diffusion import encode_image_latents
 
         image_latents = encode_image_latents(self.pipe.vae, pixels_in)  # (B, 4, h, w), mode, unscaled
         posterior = self.pipe.vae.encode(pixels_tg.to(self.pipe.vae.device)).latent_dist
