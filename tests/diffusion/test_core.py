@@ -61,3 +61,20 @@ def test_baseline_and_lego_sample_with_a_deterministic_scheduler(tiny_config):
     out = pipe(frame, "take cup", strength=0.8, num_inference_steps=3, guidance_scale=3.0, output_type="pt",
                progress=False, generator=torch.Generator().manual_seed(0)).images
     assert out.shape[0] == 1 and torch.isfinite(out).all()
+
+
+def test_diffusion_target_and_cfg_dropout():
+    from egoframe.diffusion import cfg_dropout, diffusion_target
+
+    sched = DDPMScheduler(prediction_type="v_prediction")
+    z0, noise, t = _eps(5), _eps(6), torch.tensor([10, 900])
+    a = sched.alphas_cumprod[t].sqrt()[:, None, None, None]
+    s = (1 - sched.alphas_cumprod[t]).sqrt()[:, None, None, None]
+    assert torch.allclose(diffusion_target(sched, z0, noise, t, "v_prediction"), a * noise - s * z0, atol=1e-6)
+    assert torch.equal(diffusion_target(sched, z0, noise, t, "epsilon"), noise)
+    with pytest.raises(ValueError):
+        diffusion_target(sched, z0, noise, t, "flow")
+    u = torch.tensor([0.01, 0.06, 0.12, 0.5])
+    drop_text, drop_image = cfg_dropout(u, 0.05, 0.05, 0.05)
+    assert drop_text.tolist() == [True, True, False, False]  # text only, both
+    assert drop_image.tolist() == [False, True, True, False]  # both, image only

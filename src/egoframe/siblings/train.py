@@ -27,6 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from egoframe.diffusion import cfg_dropout, diffusion_target, encode_image_latents
 from egoframe.errors import ConfigError
 from egoframe.models.autoencoder import downsampling_factor
 
@@ -216,7 +217,6 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
 
     from egoframe.models.text import encode_text
     from egoframe.models.tiny import TinyConfig, tiny_components
-    from egoframe.diffusion import encode_image_latents
     from egoframe.siblings import llm
     from egoframe.siblings.connectors import conv_in_residual
     from egoframe.siblings.pipeline import SiblingPipeline, connector_condition, frames_uint8
@@ -319,7 +319,7 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
                     clip = encode_text(parts["tokenizer"], text_encoder, descriptions)
                 terms["mse"] = nn.functional.mse_loss(cond.states, clip)
             terms["diffusion"] = _diffusion_loss(config, cond, null_state, vae, unet, noise_scheduler, inputs,
-                                                 targets, g, scaling, encode_image_latents, conv_in_residual)
+                                                 targets, g, scaling, conv_in_residual)
         weights = {"ce": ce_w, "mse": mse_w, "diffusion": diff_w}
         loss = sum(weights[k] * v for k, v in terms.items())
         optimizer.zero_grad(set_to_none=True)
@@ -358,7 +358,7 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
 
 
 def _diffusion_loss(config, cond, null_state, vae, unet, noise_scheduler, inputs, targets, g, scaling,
-                    encode_image_latents, conv_in_residual) -> torch.Tensor:
+                    conv_in_residual) -> torch.Tensor:
     """ε-prediction MSE with InstructPix2Pix's classifier-free dropout (text / image / both)."""
     b = inputs.shape[0]
     with torch.no_grad():
@@ -368,9 +368,7 @@ def _diffusion_loss(config, cond, null_state, vae, unet, noise_scheduler, inputs
     noise = torch.randn(z0.shape, generator=g)
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=g)
     u = torch.rand(b, generator=g)
-    # [0, text) text only; [text, text+both) both; [text+both, text+both+image) image only (LEGO's layout).
-    drop_text = u < config.drop_text + config.drop_both
-    drop_image = (u >= config.drop_text) & (u < config.drop_text + config.drop_both + config.drop_image)
+    drop_text, drop_image = cfg_dropout(u, config.drop_text, config.drop_both, config.drop_image)
     states = torch.where(drop_text[:, None, None], null_state.expand_as(cond.states), cond.states)
     mask = None
     if cond.mask is not None:
@@ -381,7 +379,7 @@ def _diffusion_loss(config, cond, null_state, vae, unet, noise_scheduler, inputs
     image_latents = image_latents * (~drop_image)[:, None, None, None]
     noisy = noise_scheduler.add_noise(z0, noise, t)
     # v-prediction (Salimans & Ho, ICLR 2022): the tiny models drift colours with epsilon (docs/embedded)
-    target = noise_scheduler.get_velocity(z0, noise, t) if config.prediction_type == "v_prediction" else noise
+    target = diffusion_target(noise_scheduler, z0, noise, t, config.prediction_type)
     with conv_in_residual(unet, residual):
         pred = unet(torch.cat([noisy, image_latents], dim=1), t, encoder_hidden_states=states,
                     encoder_attention_mask=mask).sample

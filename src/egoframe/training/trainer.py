@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from egoframe.diffusion import cfg_dropout, diffusion_target, encode_image_latents
 from egoframe.errors import ConfigError
 from egoframe.training.config import TrainConfig
 
@@ -244,7 +245,6 @@ class _Frozen:
 
     @torch.no_grad()
     def encode(self, pixels_in: torch.Tensor, pixels_tg: torch.Tensor):
-        from egoframe.diffusion import encode_image_latents
 
         image_latents = encode_image_latents(self.pipe.vae, pixels_in)  # (B, 4, h, w), mode, unscaled
         posterior = self.pipe.vae.encode(pixels_tg.to(self.pipe.vae.device)).latent_dist
@@ -423,9 +423,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                 noise = torch.randn(z0.shape, generator=g)
                 t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=g)
                 u = torch.rand(b, generator=g)
-                # [0, text) text only; [text, text+both) both; [text+both, text+both+image) image only.
-                drop_text = u < d.text + d.both
-                drop_image = (u >= d.text) & (u < d.text + d.both + d.image)
+                drop_text, drop_image = cfg_dropout(u, d.text, d.both, d.image)
                 texts = [source.texts(i)[0 if use_label else 1] for i in idx]
                 states = frozen.text_states(texts)
                 states = torch.where(drop_text[:, None, None], null_state.expand_as(states), states)
@@ -436,10 +434,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                     image_latents = None
                 vllm = source.vllm(idx)
                 noisy = noise_scheduler.add_noise(z0, noise, t)
-                if config.model.prediction_type == "v_prediction":
-                    target = noise_scheduler.get_velocity(z0, noise, t)
-                else:
-                    target = noise
+                target = diffusion_target(noise_scheduler, z0, noise, t, config.model.prediction_type)
                 with accelerator.autocast():
                     pred = denoiser(
                         noisy.to(device), None if image_latents is None else image_latents.to(device), t.to(device),
