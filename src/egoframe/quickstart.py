@@ -203,10 +203,10 @@ def write_report(config: QuickstartConfig, data: str, model_dir: str, out: str) 
 
 
 def _psnr(a, b) -> float:
-    import math
+    from egoframe.evaluation.pixel import psnr_from_mse
 
-    mse = float(((a.clamp(-1, 1) - b) / 2).pow(2).mean())  # images in [-1, 1] -> [0, 1] scale
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
+    # [-1, 1] tensors: peak 2; floored so that a perfect copy reports a finite number in JSON
+    return psnr_from_mse(max(float((a.clamp(-1, 1) - b).pow(2).mean()), 4e-12), peak=2.0)
 
 
 def _write_json(path: str, data) -> None:

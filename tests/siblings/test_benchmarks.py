@@ -19,7 +19,8 @@ from egoframe.evaluation.clip_dino import ClipScorer, DinoScorer
 from egoframe.evaluation.lpips import Lpips, save_lpips_weights
 from egoframe.evaluation.runner import MetricWeights
 from egoframe.siblings.benchmarks import (BenchConfig, background_lpips, background_psnr, background_ssim,
-                                          binarize_mask, foreground_crop, read_manifest, run_benchmark, ssim_map)
+                                          binarize_mask, foreground_crop, read_manifest, run_benchmark)
+from egoframe.evaluation.pixel import ssim_map
 from tests.evaluation.tiny_models import save_tiny_clip, save_tiny_dinov2
 
 RESAMPLES = 200

@@ -41,10 +41,15 @@ def psnr(generated: ImageLike, reference: ImageLike) -> float:
     (the "uint8 vs float" pitfall of REFERENCE.md cannot arise).
     """
     gen, ref = _pair(generated, reference)
-    mse = float(np.mean((gen - ref) ** 2))
-    if mse == 0.0:
-        return float("inf")
-    return float(10.0 * np.log10(1.0 / mse))
+    return psnr_from_mse(float(np.mean((gen - ref) ** 2)))
+
+
+def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
+    """10 log10(peak² / MSE) in dB; ``inf`` when the MSE is 0. The one PSNR formula every egoframe report uses
+    (peak 1.0 for [0, 1] images; peak 2.0 for [-1, 1] tensors)."""
+    if mse < 0:
+        raise ValueError(f"an MSE is never negative, got {mse}")
+    return float("inf") if mse == 0.0 else float(10.0 * np.log10(peak * peak / mse))
 
 
 # Wang, Bovik, Sheikh, Simoncelli, "Image quality assessment: from error visibility to structural
@@ -63,22 +68,31 @@ def ssim(generated: ImageLike, reference: ImageLike) -> float:
     Matches ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=1, channel_axis=-1)``.
     """
+    values, valid = ssim_map(generated, reference)
+    return float(values[valid].mean())
+
+
+def ssim_map(generated: ImageLike, reference: ImageLike) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel SSIM averaged over R, G, B, (H, W), and the (H, W) mask of pixels whose window fits the image
+    (:func:`ssim` is the map's mean over that mask; masked variants such as the benchmarks' background SSIM
+    average it over other regions)."""
     gen, ref = _pair(generated, reference)
     radius = int(_SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
     if min(gen.shape[:2]) < 2 * radius + 1:
         raise InputError(f"SSIM needs images of at least {2 * radius + 1} x {2 * radius + 1} pixels, got {gen.shape[:2]}")
     c1, c2 = (SSIM_K1 * 1.0) ** 2, (SSIM_K2 * 1.0) ** 2
-    scores = []
+
+    def blur(image: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter(image, sigma=SSIM_SIGMA, truncate=_SSIM_TRUNCATE, mode="reflect")
+
+    maps = []
     for channel in range(gen.shape[-1]):
         x, y = gen[..., channel], ref[..., channel]
-
-        def blur(image: np.ndarray) -> np.ndarray:
-            return ndimage.gaussian_filter(image, sigma=SSIM_SIGMA, truncate=_SSIM_TRUNCATE, mode="reflect")
-
         mu_x, mu_y = blur(x), blur(y)
         var_x = blur(x * x) - mu_x * mu_x
         var_y = blur(y * y) - mu_y * mu_y
         cov_xy = blur(x * y) - mu_x * mu_y
-        ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
-        scores.append(ssim_map[radius:-radius, radius:-radius].mean())
-    return float(np.mean(scores))
+        maps.append(((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2)))
+    valid = np.zeros(gen.shape[:2], dtype=bool)
+    valid[radius:gen.shape[0] - radius, radius:gen.shape[1] - radius] = True
+    return np.mean(maps, axis=0), valid

@@ -422,44 +422,7 @@ def background_psnr(generated: ImageLike, reference: ImageLike, foreground: np.n
     """PSNR (peak 1.0) over the pixels outside ``foreground`` only; ``inf`` when they are identical."""
     gen, ref, foreground = _masked_pair(generated, reference, foreground)
     background = ~foreground
-    mse = float(np.mean((gen[background] - ref[background]) ** 2))
-    return float("inf") if mse == 0.0 else float(10.0 * np.log10(1.0 / mse))
-
-
-def ssim_map(generated: ImageLike, reference: ImageLike) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel SSIM averaged over R, G, B (H, W) and the (H, W) mask of pixels whose window fits the image.
-
-    The local statistics are those of :func:`egoframe.evaluation.pixel.ssim` (same constants), so
-    ``map[valid].mean() == pixel.ssim(generated, reference)``.
-    """
-    gen = to_float01(generated, "generated")
-    ref = to_float01(reference, "reference")
-    if gen.shape != ref.shape:
-        raise InputError(f"image sizes differ: generated {gen.shape[:2]} vs reference {ref.shape[:2]}")
-    from scipy import ndimage
-
-    truncate = pixel._SSIM_TRUNCATE
-    radius = int(truncate * pixel.SSIM_SIGMA + 0.5)
-    if min(gen.shape[:2]) < 2 * radius + 1:
-        raise InputError(f"SSIM needs images of at least {2 * radius + 1} x {2 * radius + 1} pixels, "
-                         f"got {gen.shape[:2]}")
-    c1, c2 = pixel.SSIM_K1 ** 2, pixel.SSIM_K2 ** 2
-
-    def blur(image: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(image, sigma=pixel.SSIM_SIGMA, truncate=truncate, mode="reflect")
-
-    maps = []
-    for channel in range(gen.shape[-1]):
-        x, y = gen[..., channel], ref[..., channel]
-        mu_x, mu_y = blur(x), blur(y)
-        var_x = blur(x * x) - mu_x * mu_x
-        var_y = blur(y * y) - mu_y * mu_y
-        cov_xy = blur(x * y) - mu_x * mu_y
-        numerator = (2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)
-        maps.append(numerator / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2)))
-    valid = np.zeros(gen.shape[:2], dtype=bool)
-    valid[radius:gen.shape[0] - radius, radius:gen.shape[1] - radius] = True
-    return np.mean(maps, axis=0), valid
+    return pixel.psnr_from_mse(float(np.mean((gen[background] - ref[background]) ** 2)))
 
 
 def background_ssim(generated: ImageLike, reference: ImageLike, foreground: np.ndarray) -> float:
@@ -469,7 +432,7 @@ def background_ssim(generated: ImageLike, reference: ImageLike, foreground: np.n
     straddle the mask's border, so changing only masked pixels gives 1.
     """
     gen, ref, foreground = _masked_pair(generated, reference, foreground)
-    values, valid = ssim_map(fill_foreground(gen, ref, foreground), ref)
+    values, valid = pixel.ssim_map(fill_foreground(gen, ref, foreground), ref)
     region = valid & ~foreground
     if not region.any():
         raise InputError("the background lies entirely within SSIM's 5-pixel image border")

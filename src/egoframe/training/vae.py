@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from egoframe.errors import ConfigError, InputError
+from egoframe.evaluation.pixel import psnr_from_mse
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
         recon = vae.decode(vae.encode(images[:64]).latent_dist.mode()).sample
     scale = float(1.0 / latents.std())
     vae.register_to_config(scaling_factor=scale)
-    psnr = float(10 * torch.log10(4.0 / ((recon.clamp(-1, 1) - images[:64]) ** 2).mean()))
+    psnr = psnr_from_mse(float(((recon.clamp(-1, 1) - images[:64]) ** 2).mean()), peak=2.0)
     os.makedirs(config.out_dir, exist_ok=True)
     vae.save_pretrained(config.out_dir)  # writes config.json + safetensors
     import shutil
