@@ -24,7 +24,7 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def tiny_lego_dir(tmp_path_factory, tiny_config):
     """A saved tiny egoframe model (the full LEGO variant: description + image + text VLLM tokens)."""
-    from egoframe.models.tiny import tiny_pipeline
+    from egoframe.pipelines.lego import tiny_pipeline
 
     path = tmp_path_factory.mktemp("tiny-lego")
     tiny_pipeline(tiny_config, ablation="lego", seed=0).save_pretrained(path)
@@ -34,7 +34,7 @@ def tiny_lego_dir(tmp_path_factory, tiny_config):
 @pytest.fixture(scope="session")
 def tiny_desc_dir(tmp_path_factory, tiny_config):
     """A saved tiny egoframe model conditioned on descriptions only (needs no VLLM embeddings)."""
-    from egoframe.models.tiny import tiny_pipeline
+    from egoframe.pipelines.lego import tiny_pipeline
 
     path = tmp_path_factory.mktemp("tiny-desc")
     tiny_pipeline(tiny_config, ablation="descriptions", seed=0).save_pretrained(path)

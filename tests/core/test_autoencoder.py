@@ -9,7 +9,8 @@ from PIL import Image
 
 from egoframe.errors import ModelLoadError
 from egoframe.models.autoencoder import PatchAutoencoder, downsampling_factor, load_autoencoder
-from egoframe.models.tiny import TinyConfig, tiny_components, tiny_pipeline
+from egoframe.models.tiny import TinyConfig, tiny_components
+from egoframe.pipelines.lego import tiny_pipeline
 from egoframe.pipelines.loading import load_pipeline
 from tests.conftest import vllm_inputs
 

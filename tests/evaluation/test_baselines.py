@@ -30,7 +30,7 @@ def t2i_run(pairs, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ip2p_dir(tmp_path_factory, tiny_config):
-    from egoframe.models.tiny import tiny_pipeline
+    from egoframe.pipelines.lego import tiny_pipeline
 
     path = tmp_path_factory.mktemp("ip2p")
     tiny_pipeline(tiny_config, ablation="ip2p", seed=0).save_pretrained(path)

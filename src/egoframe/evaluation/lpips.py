@@ -144,6 +144,30 @@ def _lpips_module():
     return LpipsModel
 
 
+def spatial_lpips(lpips: "Lpips", generated: ImageLike, reference: ImageLike):
+    """LPIPS' spatial map, (H, W) float64 at the image size: each tapped layer's weighted squared difference of
+    unit-normalised features, upsampled bilinearly (align_corners False) and summed over layers (Zhang et al.,
+    CVPR 2018, the spatial variant). Its mean over all pixels is close to, not equal to, :meth:`Lpips.__call__`
+    (which averages each layer at its own size). Inputs go to [-1, 1] as in ``__call__``."""
+    import torch
+    import torch.nn.functional as F
+
+    model = lpips.model
+    x = _to_tensor([generated], "generated").to(lpips.device)  # (1, 3, H, W)
+    y = _to_tensor([reference], "reference").to(lpips.device)
+    if x.shape != y.shape:
+        raise InputError(f"image sizes differ: generated {tuple(x.shape[-2:])} vs reference {tuple(y.shape[-2:])}")
+    height, width = x.shape[-2:]
+    with torch.no_grad():
+        feats_x = model.tapped((x - model.shift) / model.scale)
+        feats_y = model.tapped((y - model.shift) / model.scale)
+        total = torch.zeros(1, 1, height, width, device=x.device)
+        for lin, fx, fy in zip(model.lins, feats_x, feats_y):
+            layer = lin((_unit(fx) - _unit(fy)) ** 2)  # (1, 1, h_l, w_l)
+            total = total + F.interpolate(layer, size=(height, width), mode="bilinear", align_corners=False)
+    return total[0, 0].double().cpu().numpy()
+
+
 def _unit(features, eps: float = 1e-10):
     """Unit-normalise along channels, as the LPIPS release does (eps added to the norm)."""
     norm = (features ** 2).sum(dim=1, keepdim=True).sqrt()

@@ -130,8 +130,3 @@ def tiny_components(config: TinyConfig | None = None, ablation: str = "lego", se
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler, conditioning=cond
     )
 
-
-def tiny_pipeline(config: TinyConfig | None = None, ablation: str = "lego", seed: int = 0, **conditioning):
-    from egoframe.pipelines.lego import LegoPipeline
-
-    return LegoPipeline(**tiny_components(config, ablation=ablation, seed=seed, **conditioning))

@@ -23,7 +23,7 @@ def default_model_dir() -> str | None:
 
 def load_default_pipeline(notes: list[str] | None = None):
     """The shipped trained model, or a tiny random-weight one (with a loud note saying so)."""
-    from egoframe.models.tiny import tiny_pipeline
+    from egoframe.pipelines.lego import tiny_pipeline
     from egoframe.pipelines.loading import load_pipeline
 
     path = default_model_dir()

@@ -29,6 +29,7 @@ from egoframe.models.autoencoder import downsampling_factor
 from egoframe.models.conditioning import LegoConditioning
 from egoframe.models.kv_cache import cached_cross_attention
 from egoframe.models.text import encode_text
+from egoframe.models.tiny import tiny_components
 from egoframe.utils.images import fit_to_resolution, pil_to_tensor, tensor_to_pil, to_rgb
 
 logger = logging.getLogger(__name__)
@@ -553,3 +554,9 @@ def _to(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
 
 def np_images(output: LegoPipelineOutput) -> np.ndarray:
     return np.stack([np.asarray(im) for im in output.images])
+
+
+def tiny_pipeline(config=None, ablation: str = "lego", seed: int = 0, **conditioning) -> LegoPipeline:
+    """A LEGO pipeline of tiny random-weight components (:func:`egoframe.models.tiny.tiny_components`): the
+    stand-in for tests and for an installation without the shipped model."""
+    return LegoPipeline(**tiny_components(config, ablation=ablation, seed=seed, **conditioning))

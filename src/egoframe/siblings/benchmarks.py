@@ -447,25 +447,10 @@ def background_lpips(lpips, generated: ImageLike, reference: ImageLike, foregrou
     bilinearly (align_corners False) to the image size, summed over layers. Inputs go to [-1, 1] exactly as
     in :meth:`Lpips.__call__`.
     """
-    import torch
-    import torch.nn.functional as F
-
-    from egoframe.evaluation.lpips import _to_tensor, _unit
+    from egoframe.evaluation.lpips import spatial_lpips
 
     gen, ref, foreground = _masked_pair(generated, reference, foreground)
-    model = lpips.model
-    x = _to_tensor([fill_foreground(gen, ref, foreground)], "generated").to(lpips.device)  # (1, 3, H, W)
-    y = _to_tensor([ref], "reference").to(lpips.device)
-    height, width = gen.shape[:2]
-    with torch.no_grad():
-        feats_x = model.tapped((x - model.shift) / model.scale)
-        feats_y = model.tapped((y - model.shift) / model.scale)
-        total = torch.zeros(1, 1, height, width, device=x.device)
-        for lin, fx, fy in zip(model.lins, feats_x, feats_y):
-            layer = lin((_unit(fx) - _unit(fy)) ** 2)  # (1, 1, h_l, w_l)
-            total = total + F.interpolate(layer, size=(height, width), mode="bilinear", align_corners=False)
-    spatial = total[0, 0].double().cpu().numpy()
-    return float(spatial[~foreground].mean())
+    return float(spatial_lpips(lpips, fill_foreground(gen, ref, foreground), ref)[~foreground].mean())
 
 
 def foreground_crop(image: ImageLike, foreground: np.ndarray) -> np.ndarray:

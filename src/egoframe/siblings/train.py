@@ -287,10 +287,10 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
     losses_path = os.path.join(config.out_dir, LOSSES)
     first = 0
     if checkpoint:
-        from egoframe.training.trainer import _truncate_losses
+        from egoframe.utils.checkpoint import truncate_jsonl_log
 
         first = _load_sibling_checkpoint(checkpoint, trained, llm_model, optimizer, ema)
-        _truncate_losses(losses_path, first)
+        truncate_jsonl_log(losses_path, first)
         logger.info("resumed %s at step %d", config.out_dir, first)
     start, loss_value = time.time(), float("nan")
     for step in range(first, config.max_steps):

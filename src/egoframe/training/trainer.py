@@ -27,6 +27,7 @@ from torch import nn
 from egoframe.diffusion import cfg_dropout, diffusion_target, encode_image_latents
 from egoframe.errors import ConfigError
 from egoframe.training.config import TrainConfig
+from egoframe.utils.checkpoint import truncate_jsonl_log
 
 logger = logging.getLogger(__name__)
 
@@ -389,7 +390,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     if accelerator.is_main_process:
         os.makedirs(out_dir, exist_ok=True)
         atomic_write_json(os.path.join(out_dir, CONFIG_FILE), config.model_dump(mode="json"))
-        _truncate_losses(os.path.join(out_dir, LOSSES), start_step)
+        truncate_jsonl_log(os.path.join(out_dir, LOSSES), start_step)
     denoiser, optimizer = accelerator.prepare(denoiser, optimizer)
 
     frozen = _Frozen(pipe, source, precompute=config.data.precompute and not config.data.flip
@@ -574,25 +575,6 @@ def _optimizer(config: TrainConfig, params):
 def _append_loss(path: str, step: int, loss: float) -> None:
     with open(path, "a") as fh:
         fh.write(json.dumps({"step": step, "loss": loss}) + "\n")
-
-
-def _truncate_losses(path: str, last_step: int) -> None:
-    """Drop loss lines written after the checkpoint a run resumes from (they will be recomputed)."""
-    if not os.path.exists(path):
-        return
-    keep = []
-    with open(path) as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a line cut by a kill
-            if row["step"] > last_step:
-                break
-            keep.append(line if line.endswith("\n") else line + "\n")
-    from egoframe.utils.checkpoint import atomic_write_text
-
-    atomic_write_text(path, "".join(keep))
 
 
 def read_losses(out_dir: str) -> list[tuple[int, float]]:

@@ -93,3 +93,21 @@ def rng_from_files(tensors: dict, rest: dict[str, Any]) -> None:
     np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
     p = rest["python"]
     random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+def truncate_jsonl_log(path: str, last_step: int) -> None:
+    """Drop the lines of a JSON-lines log (one ``{"step": ...}`` object a line) written after step ``last_step``:
+    a run resuming from that checkpoint recomputes them. A line cut by a kill ends the kept part."""
+    if not os.path.exists(path):
+        return
+    keep = []
+    with open(path) as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line cut by a kill
+            if row["step"] > last_step:
+                break
+            keep.append(line if line.endswith("\n") else line + "\n")
+    atomic_write_text(path, "".join(keep))
