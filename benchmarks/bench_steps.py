@@ -191,7 +191,8 @@ def main() -> None:
     if args.model:
         pipe = load_pipeline(args.model)
     else:
-        from egoframe.models.tiny import TinyConfig, tiny_pipeline
+        from egoframe.models.tiny import TinyConfig
+        from egoframe.pipelines.lego import tiny_pipeline
 
         pipe = tiny_pipeline(TinyConfig(resolution=32, unet_channels=(16, 32)), ablation="lego")
     pipe.set_progress_bar_config(disable=True)

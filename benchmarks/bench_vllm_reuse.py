@@ -23,7 +23,8 @@ from _common import interleaved, machine_line  # noqa: E402
 
 
 def build(resolution: int):
-    from egoframe.models.tiny import TinyConfig, tiny_pipeline
+    from egoframe.models.tiny import TinyConfig
+    from egoframe.pipelines.lego import tiny_pipeline
     from egoframe.vllm.tiny import TinyVllmConfig, build_tiny_vllm, build_word_tokenizer
 
     config = TinyConfig(resolution=resolution)

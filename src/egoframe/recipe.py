@@ -47,6 +47,9 @@ class RecipeConfig:
     change_weight: float = 4.0
     decay_start: int | None = None  # cosine LR decay from this step (None: constant, as shipped)
     unet_channels: tuple[int, ...] = (32, 64, 128)
+    # UNet levels with attention, from the coarsest (models.tiny.TinyConfig.attention_levels); 2 adds the 16 x 16
+    # level at ~1.4x the step cost (measured side by side, benchmarks: a later A/B row of docs/embedded/LOG.md)
+    attention_levels: int = 1
     # the sampling the model recommends (its sampling.json): re-tuned on tuning world 7101, docs/embedded/LOG.md
     sample_steps: int = 20
     sample_text_scale: float = 5.0
@@ -68,6 +71,8 @@ class RecipeConfig:
         if self.vae not in (None, "train", "patch") and not os.path.isfile(os.path.join(self.vae, "config.json")):
             raise InputError(f"--vae {self.vae} is not a VAE directory (config.json): give one, 'train', 'patch' "
                              "or nothing")
+        if not 1 <= self.attention_levels <= len(self.unet_channels):
+            raise InputError(f"--attention-levels must be in [1, {len(self.unet_channels)}], got {self.attention_levels}")
         if self.resolution > self.pair_resolution:
             raise InputError(f"--resolution {self.resolution} is above the pairs' {self.pair_resolution} px")
         if self.vae is None:
@@ -183,7 +188,8 @@ def diffusion_config(config: RecipeConfig, data: str, cache: str, vae: str, vllm
     return parse_config({
         "data": data_section,
         "model": {"init": "tiny", "ablation": "lego", "vae": vae, "vllm": os.path.join(vllm_dir, "model"),
-                  "tiny": {"unet_norm_groups": 4, "unet_channels": list(config.unet_channels)},
+                  "tiny": {"unet_norm_groups": 4, "unet_channels": list(config.unet_channels),
+                           **({"attention_levels": config.attention_levels} if config.attention_levels != 1 else {})},
                   "prediction_type": "v_prediction"},
         "optim": optim,
         "log": {"out_dir": out, "checkpoint_every": 100, "num_samples": 8, "sample_every": 1000,

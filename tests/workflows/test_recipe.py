@@ -54,3 +54,20 @@ def test_recipe_bad_input_is_one_line(tmp_path):
                              "--vae", str(tmp_path / "no-vae")], capture_output=True, text=True)
     assert result.returncode == 2 and "not a VAE directory" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_recipe_attention_levels_reach_the_unet(tmp_path):
+    from egoframe.models.tiny import TinyConfig, tiny_components
+    from egoframe.recipe import diffusion_config
+
+    with pytest.raises(InputError, match="attention-levels"):
+        RecipeConfig(out_dir=str(tmp_path), attention_levels=4).validate()
+    config = RecipeConfig(out_dir=str(tmp_path), attention_levels=2).validate()
+    train = diffusion_config(config, str(tmp_path), str(tmp_path / "cache"), str(tmp_path / "vae"),
+                             str(tmp_path / "vllm"), str(tmp_path / "out"))
+    assert train.model.tiny["attention_levels"] == 2
+    unet = tiny_components(TinyConfig(resolution=64, **train.model.tiny), ablation="labels")["unet"]
+    assert unet.config.down_block_types == ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
+    # the shipped layout is unchanged: no key written, one attention level
+    shipped = diffusion_config(RecipeConfig(out_dir=str(tmp_path)), "d", "c", "v", "l", "o")
+    assert "attention_levels" not in shipped.model.tiny

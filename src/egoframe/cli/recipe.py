@@ -29,6 +29,9 @@ def recipe(
     vae: Optional[str] = typer.Option(None, "--vae", help="Autoencoder directory, 'train' (a KL VAE) or 'patch' (the "
                                                           "lossless patch code; default: the shipped one)."),
     resolution: int = typer.Option(64, "--resolution", help="Frame size the diffusion model works at (<= 128)."),
+    attention_levels: int = typer.Option(1, "--attention-levels", min=1,
+                                         help="UNet levels with self- and cross-attention, counted from the "
+                                              "coarsest (1: the coarsest only, as shipped)."),
     eval_seed: Optional[int] = typer.Option(None, "--eval-seed",
                                             help="Score the result with eval-world on this world seed (one never "
                                                  "used for training or tuning)."),
@@ -43,7 +46,8 @@ def recipe(
     console = Console()
     config = RecipeConfig(out_dir=str(out), pairs=pairs, seed=seed, steps=steps, decay_start=decay_start,
                           change_weight=change_weight, vllm_pretrain_steps=vllm_pretrain_steps,
-                          vllm_reading=vllm_reading, vae=vae, resolution=resolution, eval_seed=eval_seed, workers=workers,
+                          vllm_reading=vllm_reading, vae=vae, resolution=resolution, attention_levels=attention_levels,
+                          eval_seed=eval_seed, workers=workers,
                           progress=not quiet)
     summary = run_recipe(config, say=lambda msg: console.print(msg, highlight=False))
     table = Table(title="recipe: seconds per stage")
