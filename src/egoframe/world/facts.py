@@ -200,8 +200,10 @@ def fact_objects(state, name: str) -> list[str]:
         return [o.id for o in objects if o.kind == "bowl" and o.colour == name[len("bowl_"):]]
     if name == "place_knife":
         return [o.id for o in objects if o.kind == "knife"]
-    if name in ("drawer_left", "drawer_right", "tap"):
-        return [o.id for o in objects if o.id == name or (o.kind == "tap" and name == "tap")]
+    if name == "tap":
+        return [o.id for o in objects if o.kind == "tap"]
+    if name in ("drawer_left", "drawer_right"):  # the drawers' ids are their facts' names
+        return [o.id for o in objects if o.id == name]
     counted = {"tomatoes_cut": lambda t: t.cut,
                "tomatoes_on_board": lambda t: t.place == "board" and not t.held_by,
                "tomatoes_in_bowls": lambda t: t.place.startswith("bowl") and not t.held_by}
