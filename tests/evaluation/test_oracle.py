@@ -248,3 +248,22 @@ def test_class_balance_weights_rare_states_up_and_is_plain_cross_entropy_at_0(mo
         OracleConfig(class_balance=2.0).validate()
     with pytest.raises(InputError, match="class_balance"):
         OracleConfig(class_balance=0.5, source="world", world="w").validate()
+
+
+def test_mask_hidden_leaves_only_the_hidden_facts_unlabelled():
+    """With mask_hidden a stream batch is the same batch, with IGNORE exactly on the facts whose objects the
+    frame hides; the hands and the frame head are always labelled."""
+    import egoframe.evaluation.oracle as oracle_module
+
+    plain_config = OracleConfig(batch_size=32, seed=5, resolution=32, garbage_prob=0.0)
+    images, plain = oracle_module.stream_batch(plain_config, 0)
+    masked_images, masked = oracle_module.stream_batch(OracleConfig(**{**plain_config.__dict__, "mask_hidden": True}), 0)
+    assert np.array_equal(images, masked_images)
+    changed = plain != masked
+    assert changed.any(), "a batch of 32 stream frames has some hidden object"
+    assert (masked[changed] == oracle_module.IGNORE).all()
+    for name in ("left_hand", "right_hand", "frame"):
+        assert not changed[:, list(HEADS).index(name)].any()
+    assert changed.mean() < 0.2  # most facts are shown
+    with pytest.raises(InputError, match="mask_hidden"):
+        OracleConfig(mask_hidden=True, source="world", world="w").validate()

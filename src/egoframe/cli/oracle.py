@@ -35,6 +35,8 @@ def train(
                                              "(same architecture) and train on with a fresh schedule."),
     class_balance: float = typer.Option(0.0, "--class-balance", min=0.0, max=1.0, help="Stream source: weight "
                                         "each class's loss by its share ** -this (rare states count more; 0: off)."),
+    mask_hidden: bool = typer.Option(False, "--mask-hidden/--no-mask-hidden", help="Stream source: no label for "
+                                     "facts whose objects the frame hides (under an arm, behind a held cup)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: cores - workers)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -43,7 +45,7 @@ def train(
     config = OracleConfig(source=source, world=str(world or ""), out_dir=str(out), steps=steps, resolution=resolution,
                           hidden=hidden, frame_stride=frame_stride, max_videos=max_videos, batch_size=batch_size,
                           seed=seed, lr=lr, init_from=str(init_from or ""), class_balance=class_balance,
-                          threads=threads)
+                          mask_hidden=mask_hidden, threads=threads)
     report = train_oracle(config, progress=progress)
     typer.echo(json.dumps(_summary(report), indent=1))
     typer.echo(f"-> {out}")

@@ -92,6 +92,10 @@ class OracleConfig:
     # the frames) was read as none on every frame after 24 000 steps (docs/evaluation.md). Weighting classes by
     # inverse frequency is the standard remedy for class imbalance (e.g. King & Zeng 2001; Cui et al. 2019).
     class_balance: float = 0.0
+    # "stream" source: facts whose objects the frame hides (less than MIN_VISIBLE of the object shows: a cup
+    # under the reaching arm or behind the held cup; egoframe.world.render.object_visibility) get no label, so
+    # the reader is not taught to guess what it cannot see - the same facts evaluation leaves out of "shown"
+    mask_hidden: bool = False
     data_workers: int = 2  # "stream" source: processes rendering batches beside the training loop
     init_from: str = ""  # an oracle directory whose weights start this run (training on, with a fresh schedule)
     seed: int = 0
@@ -117,6 +121,7 @@ class OracleConfig:
         row.setdefault("data_workers", 1)
         row.setdefault("init_from", "")
         row.setdefault("class_balance", 0.0)
+        row.setdefault("mask_hidden", False)
         row["channels"] = tuple(row.get("channels", (32, 64, 96, 128)))
         if "heads" in row:
             row["heads"] = _ordered_heads(row["heads"])
@@ -139,6 +144,8 @@ class OracleConfig:
             raise InputError(f"oracle class_balance must be in [0, 1], got {self.class_balance}")
         if self.class_balance and self.source != "stream":
             raise InputError("oracle class_balance weights the stream source's classes; the 'world' source has none")
+        if self.mask_hidden and self.source != "stream":
+            raise InputError("oracle mask_hidden masks the stream source's labels; use --source stream")
         for name in ("degrade_prob", "hidden_hand_prob", "garbage_prob", "blur_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"oracle {name} must be in [0, 1]")
@@ -416,6 +423,9 @@ def stream_batch(config: OracleConfig, step: int):
             if rng.random() < config.degrade_prob:
                 image = degrade.random_degradation(image, rng)
             labels[i] = facts_to_indices(state_facts(item.state, hidden_hands=hidden))
+            if config.mask_hidden:
+                shown = set(readable_facts(item.state, object_visibility(item.state, 64, hidden_hands=hidden)))
+                labels[i, [k for k, name in enumerate(HEADS) if name not in shown]] = IGNORE
         if image.shape[0] != res:
             image = np.asarray(Image.fromarray(image).resize((res, res), Image.Resampling.BICUBIC))
         images[i] = image
