@@ -41,6 +41,7 @@ import numpy as np
 from egoframe.data.records import ActionRecord, RECORDS_FILE, load_records, save_records
 from egoframe.data.report import Skip
 from egoframe.errors import ConfigError, EgoframeError, InputError, MissingWeightsError
+from egoframe.utils.progress import ProgressBar
 
 FORMATS = ("epic100", "ego4d", "ip2p", "magicbrush", "reason-edit", "lego")
 # Formats whose frames are referenced where they are (absolute paths in the records), never copied: the
@@ -690,12 +691,19 @@ def run_units(units: list[WorkUnit], config: CurationConfig) -> list[UnitResult]
             results.append(previous)
         else:
             todo.append(unit)
-    progress, task = _progress(config, len(units), len(results))
+    bar = ProgressBar(config.progress, "curating units", len(units), len(results),
+                      fields={"pairs": sum(len(r.records) for r in results)}).start()
+    pairs = [sum(len(r.records) for r in results)]
+
+    def advance(result: UnitResult) -> None:
+        pairs[0] += len(result.records)
+        bar.advance(pairs=pairs[0])
+
     try:
         if config.workers == 1 or len(todo) <= 1:
             for unit in todo:
                 results.append(curate_unit(unit, config))
-                _advance(progress, task, results[-1])
+                advance(results[-1])
         else:
             from concurrent.futures import as_completed
 
@@ -705,26 +713,7 @@ def run_units(units: list[WorkUnit], config: CurationConfig) -> list[UnitResult]
                 futures = [pool.submit(curate_unit, unit, config) for unit in todo]
                 for future in as_completed(futures):
                     results.append(future.result())
-                    _advance(progress, task, results[-1])
+                    advance(results[-1])
     finally:
-        if progress is not None:
-            progress.stop()
+        bar.close()
     return results
-
-
-def _progress(config: CurationConfig, total: int, done: int):
-    if not config.progress:
-        return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn("curating"), BarColumn(), MofNCompleteColumn(), TextColumn("units"),
-                        TextColumn("{task.fields[pairs]} pairs"), TimeRemainingColumn())
-    task = progress.add_task("curate", total=total, completed=done, pairs=0)
-    progress.start()
-    return progress, task
-
-
-def _advance(progress, task, result: UnitResult) -> None:
-    if progress is not None:
-        pairs = progress.tasks[0].fields["pairs"] + len(result.records)
-        progress.update(task, advance=1, pairs=pairs)

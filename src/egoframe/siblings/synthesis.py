@@ -47,6 +47,7 @@ import numpy as np
 from egoframe.data.records import RECORDS_FILE, ActionRecord, Box
 from egoframe.errors import ConfigError, InputError, MissingWeightsError, ModelLoadError
 from egoframe.utils.safe_loading import pipeline_folders, weights_kwargs
+from egoframe.utils.progress import ProgressBar
 
 PROGRESS_FILE = "progress.jsonl"
 SPEC_FILE = "synthesis.json"
@@ -1065,10 +1066,7 @@ def _drive(frames: _Frames, out: str, spec: dict, make: Callable[[Frame], tuple[
     resumed = len(records) - len(todo)
     if limit is not None:
         todo = todo[:limit]
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=resumed + len(todo), initial=resumed, desc=desc, unit="record", disable=not progress,
-               dynamic_ncols=True)
+    bar = ProgressBar(progress, desc, resumed + len(todo), resumed).start()
     new, reasons = 0, Counter()
     try:
         with open(log_path, "a") as log:
@@ -1082,7 +1080,7 @@ def _drive(frames: _Frames, out: str, spec: dict, make: Callable[[Frame], tuple[
                 done[rec.id] = entry
                 new += len(rows)
                 reasons.update(skipped)
-                bar.update()
+                bar.advance()
     finally:
         bar.close()
         order = {r.id: i for i, r in enumerate(records)}

@@ -28,6 +28,7 @@ from egoframe.diffusion import cfg_dropout, diffusion_target, encode_image_laten
 from egoframe.errors import ConfigError
 from egoframe.training.config import TrainConfig
 from egoframe.utils.checkpoint import truncate_jsonl_log
+from egoframe.utils.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
 
@@ -404,7 +405,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     d = config.dropout
     t2i = config.model.mode == "t2i"
     writer = _tensorboard(config, accelerator)
-    bar = _progress_bar(progress and accelerator.is_main_process, start_step, config.optim.max_steps)
+    bar = ProgressBar(progress and accelerator.is_main_process, "train", config.optim.max_steps, start_step,
+                      fields={"loss": "-", "it/s": "-"}).start()
     start_time, loss_value = time.time(), float("nan")
     step = start_step
     try:
@@ -472,9 +474,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                 _append_loss(os.path.join(out_dir, LOSSES), done, loss_value)
                 if writer and done % config.log.log_every == 0:
                     writer.add_scalar("train/loss", loss_value, done)
-                if bar:
-                    ips = (done - start_step) / max(time.time() - start_time, 1e-9)
-                    bar.update(bar.task_ids[0], completed=done, loss=loss_value, ips=ips)
+                ips = (done - start_step) / max(time.time() - start_time, 1e-9)
+                bar.update(done, **{"loss": f"{loss_value:.4f}", "it/s": f"{ips:.2f}"})
             if done % config.log.checkpoint_every == 0 or done == config.optim.max_steps:
                 if accelerator.is_main_process:
                     save_checkpoint(out_dir, done, accelerator.unwrap_model(denoiser), optimizer, lr_scheduler,
@@ -484,8 +485,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                 _sample_grid(pipe, ema, accelerator.unwrap_model(denoiser), config, f"step-{done:08d}")
     finally:
         frozen.close()
-        if bar:
-            bar.stop()
+        bar.close()
     seconds = time.time() - start_time
     if world > 1:
         _record_digests(accelerator, denoiser, out_dir)
@@ -590,18 +590,6 @@ def _tensorboard(config: TrainConfig, accelerator):
     except ImportError:
         return None
     return SummaryWriter(os.path.join(config.log.out_dir, "tensorboard"))
-
-
-def _progress_bar(enabled: bool, start: int, total: int):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-                   TextColumn("{task.fields[ips]:.2f} it/s"), TimeRemainingColumn())
-    bar.add_task("train", total=total, completed=start, loss=float("nan"), ips=0.0)
-    bar.start()
-    return bar
 
 
 @torch.no_grad()

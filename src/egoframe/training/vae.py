@@ -18,6 +18,7 @@ import torch
 
 from egoframe.errors import ConfigError, InputError
 from egoframe.evaluation.pixel import psnr_from_mse
+from egoframe.utils.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,7 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
     checkpoint_dir = os.path.join(config.out_dir, "checkpoint")
     first = _load_checkpoint(checkpoint_dir, vae, optimizer, generator, config)
     start = time.time()
-    bar = _progress(progress)
-    task = bar.add_task("vae", total=config.steps, loss=float("nan"), completed=first) if bar else None
+    bar = ProgressBar(progress, "vae", config.steps, first, fields={"loss": "-"}).start()
     loss_value = float("nan")
     try:
         for step in range(first, config.steps):
@@ -102,13 +102,11 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
             torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
             optimizer.step()
             loss_value = float(loss.detach())
-            if bar:
-                bar.update(task, advance=1, loss=loss_value)
+            bar.advance(loss=f"{loss_value:.4f}")
             if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
                 _save_checkpoint(checkpoint_dir, vae, optimizer, generator, step + 1, config)
     finally:
-        if bar:
-            bar.stop()
+        bar.close()
     vae.eval()
     with torch.no_grad():
         latents = torch.cat([vae.encode(images[i:i + 64]).latent_dist.mean for i in range(0, min(len(images), 512), 64)])
@@ -212,14 +210,3 @@ def _all_frames(dataset, max_pairs: int | None = None) -> torch.Tensor:
         item = dataset[int(i)]
         frames.extend([item["input"], item["target"]])
     return torch.stack(frames)
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
-    bar.start()
-    return bar

@@ -1,4 +1,8 @@
-"""One rich progress bar for long jobs, or nothing when disabled: ``with ProgressBar(...) as bar: bar.advance()``."""
+"""egoframe's one progress bar (rich) for long jobs, or nothing when disabled.
+
+``with ProgressBar(enabled, "label", total) as bar: bar.advance()``; or ``bar = ProgressBar(...).start()`` and
+``bar.close()`` in a ``finally`` where a context manager does not fit the loop.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ class ProgressBar:
         self.fields = dict(fields or {})
         self._progress = self._task = None
 
-    def __enter__(self) -> "ProgressBar":
-        if self.enabled:
+    def start(self) -> "ProgressBar":
+        if self.enabled and self._progress is None:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             columns = [TextColumn(self.label), BarColumn(), MofNCompleteColumn()]
@@ -23,17 +27,25 @@ class ProgressBar:
             self._task = self._progress.add_task(self.label, total=self.total, completed=self.done, **self.fields)
         return self
 
-    def advance(self) -> None:
+    def __enter__(self) -> "ProgressBar":
+        return self.start()
+
+    def advance(self, n: int = 1, **fields) -> None:
+        """Count ``n`` more items; ``fields`` updates the text fields (named at construction)."""
         if self._progress is not None:
-            self._progress.advance(self._task)
+            self._progress.update(self._task, advance=n, **fields)
 
     def update(self, completed: int, **fields) -> None:
         if self._progress is not None:
             self._progress.update(self._task, completed=completed, **fields)
 
-    def __exit__(self, *exc) -> bool:
+    def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
+            self._progress = None
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
         return False
 
 

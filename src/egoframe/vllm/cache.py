@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from egoframe.errors import ConfigError, InputError
 from egoframe.vllm.embeddings import ExtractionConfig, VllmEmbeddings
+from egoframe.utils.progress import ProgressBar
 
 if TYPE_CHECKING:
     import torch
@@ -104,11 +105,7 @@ def build_embedding_cache(vllm: "Vllm", data_dir: str, cache_dir: str | None = N
         _atomic_write_json(index_path, index)
 
     plan = [examples[i:i + shard_size] for i in range(0, len(examples), shard_size)]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(examples), desc="vllm embed", unit="frame", dynamic_ncols=True)
+    bar = ProgressBar(progress, "vllm embed", len(examples)).start()
     computed = skipped = 0
     try:
         for number, shard in enumerate(plan):
@@ -116,8 +113,7 @@ def build_embedding_cache(vllm: "Vllm", data_dir: str, cache_dir: str | None = N
             ids = [ex.id for ex in shard]
             if index["shards"].get(name) == ids and os.path.exists(os.path.join(cache_dir, name)):
                 skipped += 1
-                if bar is not None:
-                    bar.update(len(shard))
+                bar.advance(len(shard))
                 continue
             tensors: dict[str, torch.Tensor] = {}
             for start in range(0, len(shard), batch_size):
@@ -129,8 +125,7 @@ def build_embedding_cache(vllm: "Vllm", data_dir: str, cache_dir: str | None = N
                     tensors[f"{ex.id}/text_tokens"] = emb.text_tokens[row].contiguous()
                     tensors[f"{ex.id}/text_mask"] = emb.text_mask[row].contiguous()
                     index["descriptions"][ex.id] = emb.description[row]
-                if bar is not None:
-                    bar.update(len(chunk))
+                bar.advance(len(chunk))
             path = os.path.join(cache_dir, name)
             tmp = f"{path}.tmp-{os.getpid()}"
             save_file(tensors, tmp, metadata={"format": CACHE_FORMAT, "vllm_identity": expected["vllm_identity"]})
@@ -141,8 +136,7 @@ def build_embedding_cache(vllm: "Vllm", data_dir: str, cache_dir: str | None = N
             if on_shard is not None:
                 on_shard(name)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return CacheBuildResult(cache_dir=cache_dir, n_items=len(examples), n_shards=len(plan),
                             computed_shards=computed, skipped_shards=skipped)
 
@@ -324,12 +318,9 @@ def import_npy_features(data_dir: str, image_features: str, text_features: str, 
         with open(config_path, encoding="utf-8") as handle:
             frames_root = json.load(handle).get("videos", "")
     files, missing, shapes = {}, {}, {}
-    iterator = records
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(records, desc="features", unit="pair", dynamic_ncols=True)
-    for rec in iterator:
+    bar = ProgressBar(progress, "features", len(records)).start()
+    for rec in records:
+        bar.advance()
         rel = rec.extra.get("image_0") or (os.path.relpath(rec.input_path, frames_root) if frames_root else "")
         if not rel:
             missing[rec.id] = "no image_0 to locate its features by"
@@ -350,6 +341,7 @@ def import_npy_features(data_dir: str, image_features: str, text_features: str, 
             continue
         shapes[rec.id] = (int(dims[0][0]), int(arrays[0].shape[-2]))
         files[rec.id] = [os.path.abspath(p) for p in paths]
+    bar.close()
     if not files:
         first = next(iter(missing.items()), ("", "no pairs"))
         raise InputError(f"no VLLM features found for any pair of {data_dir} (e.g. {first[0]}: {first[1]})")

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 from egoframe.errors import InputError
+from egoframe.utils.progress import ProgressBar
 
 if TYPE_CHECKING:
     from egoframe.vllm.embeddings import ExtractionConfig
@@ -131,22 +132,16 @@ def evaluate_descriptions(vllm: "Vllm", data_dir: str, *, splits: Sequence[str] 
     by_id = {r.id: r for r in records}
     object_names = {b.label for r in records for b in r.boxes
                     if b.role not in ("left_hand", "right_hand") and b.label not in ("left_hand", "right_hand")}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(examples), desc="vllm evaluate", unit="frame", dynamic_ncols=True)
+    bar = ProgressBar(progress, "vllm evaluate", len(examples)).start()
     predicted: list[str] = []
     try:
         for start in range(0, len(examples), batch_size):
             chunk = examples[start:start + batch_size]
             predicted += describe_frames(vllm, [to_pil(e.image_path) for e in chunk], [e.action for e in chunk],
                                          config)
-            if bar is not None:
-                bar.update(len(chunk))
+            bar.advance(len(chunk))
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     nouns = [by_id[e.id].noun or " ".join(e.action.split()[1:]) for e in examples]
     return score_descriptions(predicted, [e.description for e in examples], nouns, sorted(object_names),
                               ids=[e.id for e in examples])

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from egoframe.errors import ConfigError, InputError
 from egoframe.vllm.tiny import TinyVllmConfig
+from egoframe.utils.progress import ProgressBar
 
 if TYPE_CHECKING:
     import torch
@@ -250,16 +251,10 @@ def _pretrain_vision(config: VllmTrainConfig, vllm: "Vllm", examples, images, pr
                                        return_tensors="pt")["pixel_values"]
         for i in range(0, len(examples), 256)])
     steps = config.resolved_pretrain_steps()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc="vision pretrain", unit="step", dynamic_ncols=True)
+    bar = ProgressBar(progress, "vision pretrain", steps, fields={"loss": "-"}).start()
 
     def on_step(step: int, loss: float) -> None:
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}")
+        bar.advance(loss=f"{loss:.3f}")
 
     try:
         result = pretrain_vision_tower(vllm, pixel_values, [e.description for e in examples], steps=steps,
@@ -270,8 +265,7 @@ def _pretrain_vision(config: VllmTrainConfig, vllm: "Vllm", examples, images, pr
                                        pool_on_action=config.pretrain_vision_action,
                                        reading_weight=config.pretrain_vision_reading)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     with open(os.path.join(config.out_dir, "train_log.jsonl"), "a") as f:
         f.write(json.dumps({"stage": "vision_pretrain", "steps": result.steps, "loss": result.final_loss,
                             "n_grams": result.n_grams, "reading_accuracy": result.reading_accuracy,
@@ -465,11 +459,7 @@ def train_vllm(config: VllmTrainConfig, *, resume: bool = False,
         step, epoch, position, loss_value = state["step"], state["epoch"], state["position"], state["loss"]
 
     log_path = os.path.join(config.out_dir, "train_log.jsonl")
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_steps, initial=step, desc="vllm train", unit="step", dynamic_ncols=True)
+    bar = ProgressBar(progress, "vllm train", total_steps, step, fields={"loss": "-", "epoch": epoch}).start()
     last_saved = step
     grounded_ids = grounded_token_ids(vllm.processor.tokenizer, config.grounded_words).to(device)
     try:
@@ -509,9 +499,7 @@ def train_vllm(config: VllmTrainConfig, *, resume: bool = False,
             loss_value = total_loss / max(1, n_micro)
             if not math.isfinite(loss_value):
                 raise InputError(f"training diverged at step {step} (loss {loss_value}): lower --lr")
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.3f}", epoch=epoch)
+            bar.advance(loss=f"{loss_value:.3f}", epoch=epoch)
             if on_step is not None:
                 on_step(step, loss_value)
             if step % config.log_every == 0 or step == total_steps:
@@ -522,8 +510,7 @@ def train_vllm(config: VllmTrainConfig, *, resume: bool = False,
                 _save_checkpoint(config, model, optimizer, step, epoch, position, loss_value)
                 last_saved = step
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if last_saved != step or not latest_checkpoint(config.out_dir):
         _save_checkpoint(config, model, optimizer, step, epoch, position, loss_value)
     model_dir = _export(config, vllm, model)

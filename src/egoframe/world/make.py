@@ -32,6 +32,7 @@ import numpy as np
 
 from egoframe.errors import InputError
 from egoframe.utils.workers import process_pool
+from egoframe.utils.progress import ProgressBar
 from egoframe.world.config import CONFIG_FILE, WorldConfig
 
 MANIFEST_FILE = "manifest.json"
@@ -195,8 +196,8 @@ def make_world(out_dir: str, n_videos: int = 50, seed: int = 0, resolution: int 
         workers = min(2, os.cpu_count() or 1)
     workers = max(1, min(workers, len(todo) or 1))
 
-    bar = _progress(progress, len(videos), len(videos) - len(todo))
-    with bar as advance:
+    with ProgressBar(progress, "world videos", len(videos), len(videos) - len(todo)) as bar:
+        advance = bar.advance
         if workers == 1:
             for v in todo:
                 make_video(config, v, out_dir)
@@ -211,30 +212,6 @@ def make_world(out_dir: str, n_videos: int = 50, seed: int = 0, resolution: int 
                     if on_video:
                         on_video(vid)
     return write_world_files(out_dir, config, videos)
-
-
-class _progress:
-    """A rich progress bar (or nothing), used as ``with _progress(...) as advance: advance()``."""
-
-    def __init__(self, enabled: bool, total: int, done: int):
-        self.enabled, self.total, self.done = enabled, total, done
-        self._bar = None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
-
-            self._bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
-            self._bar.start()
-            task = self._bar.add_task("world videos", total=self.total, completed=self.done)
-            return lambda: self._bar.advance(task)
-        return lambda: None
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.stop()
-        return False
 
 
 def write_world_files(out_dir: str, config: WorldConfig, videos: list[dict[str, Any]]) -> WorldManifest:
