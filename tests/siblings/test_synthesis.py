@@ -14,32 +14,14 @@ from PIL import Image
 from egoframe.data.records import load_records
 from egoframe.errors import ConfigError, InputError, MissingWeightsError
 from egoframe.evaluation.oracle import WorldStates
-from egoframe.siblings.synthesis import (
-    Blip2Captioner,
-    Detection,
-    DiffusersInpainter,
-    Frame,
-    GligenReplacer,
-    GroundingDinoGrounder,
-    LlmPicker,
-    Part3Stages,
-    Pick,
-    SmartEditConfig,
-    SpacyNouns,
-    WorldCaptioner,
-    WorldGrounder,
-    WorldReplacer,
-    WorldRulePicker,
-    _dilate,
-    context_stats,
-    harmonize,
-    parse_replacement,
-    part3_stages,
-    synthesize_part3,
-    synthesize_smartedit,
-    transform_layer,
-    world_caption,
-)
+from egoframe.siblings.synthesis.driver import synthesize_part3, synthesize_smartedit
+from egoframe.siblings.synthesis.part3 import Part3Stages, part3_stages
+from egoframe.siblings.synthesis.smartedit import SmartEditConfig, context_stats, harmonize, transform_layer
+from egoframe.siblings.synthesis.types import Detection, Frame, Pick, dilate
+from egoframe.siblings.synthesis.weights import (Blip2Captioner, DiffusersInpainter, GligenReplacer,
+                                                 GroundingDinoGrounder, LlmPicker, SpacyNouns, parse_replacement)
+from egoframe.siblings.synthesis.world import (WorldCaptioner, WorldGrounder, WorldReplacer, WorldRulePicker,
+                                               world_caption)
 from egoframe.world import render_state
 from egoframe.world.render import render_object_alpha
 from tests.evaluation.world_fixtures import tiny_world  # noqa: F401  (fixture)
@@ -120,7 +102,7 @@ def test_part3_standins_change_only_the_object(tiny_world, nlp, tmp_path):  # no
         changed = (before != after).any(axis=-1)
         assert changed.any()
         alpha = render_object_alpha(state, row.extra["object_id"], before.shape[0])
-        assert not (changed & ~_dilate(alpha > 0, 1)).any()  # nothing changed off the object
+        assert not (changed & ~dilate(alpha > 0, 1)).any()  # nothing changed off the object
         x0, y0, x1, y1 = (b for b in (row.boxes[0].x0, row.boxes[0].y0, row.boxes[0].x1, row.boxes[0].y1))
         ys, xs = np.nonzero(changed)
         assert xs.min() >= x0 - 1 and xs.max() <= x1 + 1 and ys.min() >= y0 - 1 and ys.max() <= y1 + 1
@@ -261,7 +243,7 @@ def test_smartedit_triplets_move_and_scale_the_object(tiny_world, tmp_path):  # 
             assert row.action == f"remove the {name}"
             placed = np.zeros_like(alpha)
         # the pair differs only where the object was and where it is pasted
-        assert changed.any() and not (changed & ~_dilate((alpha > 0) | (placed > 0), 1)).any(), row.id
+        assert changed.any() and not (changed & ~dilate((alpha > 0) | (placed > 0), 1)).any(), row.id
         if op == "move":  # the pasted object keeps its colours (its old and new surroundings look alike)
             core_old, core_new = alpha > 0.99, placed > 0.99
             assert np.abs(before[core_old].mean(0) - after[core_new].mean(0)).max() < 12
@@ -428,7 +410,7 @@ def test_tiny_sd_inpainting_removes_inside_the_mask_only(tmp_path):
     alpha[20:28, 20:28] = 1.0
     clean = inpainter.remove(frame, "cup_0", alpha)
     assert clean.shape == frame.image.shape
-    keep = ~_dilate(alpha > 0, 1)
+    keep = ~dilate(alpha > 0, 1)
     assert np.array_equal(clean[keep], frame.image[keep])
 
 

@@ -138,7 +138,8 @@ def bench(
 ) -> None:
     """Score one system's generated images on a benchmark manifest; print the markdown report."""
     from egoframe.evaluation.runner import MetricWeights
-    from egoframe.siblings.benchmarks import BenchConfig, run_benchmark
+    from egoframe.siblings.benchmarks.protocols import BenchConfig
+    from egoframe.siblings.benchmarks.scoring import run_benchmark
 
     def text(path):
         return str(path) if path is not None else None
@@ -158,7 +159,7 @@ def bench_manifest(
     reason_edit: Path = typer.Option(..., "--reason-edit", help="Reason-Edit release root (1-Left-Right/ ...)."),
     out: Path = typer.Option(..., "--out", "-o", help="Manifest CSV to write (paths relative to its folder)."),
 ) -> None:
-    from egoframe.siblings.benchmarks import reason_edit_manifest_from_release, write_manifest
+    from egoframe.siblings.benchmarks.manifest import reason_edit_manifest_from_release, write_manifest
 
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = reason_edit_manifest_from_release(reason_edit, relative_to=out.parent)
@@ -205,7 +206,8 @@ def part3(
     import os
 
     from egoframe.errors import ConfigError
-    from egoframe.siblings.synthesis import JOURNAL_FILE, part3_stages, synthesize_part3
+    from egoframe.siblings.synthesis.driver import synthesize_part3
+    from egoframe.siblings.synthesis.part3 import JOURNAL_FILE, part3_stages
 
     _check_synthesis_inputs(data, world)
     llm = None
@@ -238,7 +240,9 @@ def synth(
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Process at most N new records."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    from egoframe.siblings.synthesis import DiffusersInpainter, SmartEditConfig, synthesize_smartedit
+    from egoframe.siblings.synthesis.driver import synthesize_smartedit
+    from egoframe.siblings.synthesis.smartedit import SmartEditConfig
+    from egoframe.siblings.synthesis.weights import DiffusersInpainter
 
     config = SmartEditConfig(ops=tuple(op.strip() for op in ops.split(",") if op.strip()), harmonize=harmonize)
     config.validate()
