@@ -58,3 +58,27 @@ def test_no_private_names_cross_modules():
     bad = sorted({(a, b, n) for a, b, names in _imports() for n in names
                   if n.startswith("_") and not n.startswith("__") and a != b})
     assert not bad, f"private names imported from another module: {bad}"
+
+
+def test_no_private_attributes_of_other_modules():
+    """``from egoframe.x import y`` then ``y._name``, or ``import egoframe.x as y`` then ``y._name``: the same
+    breach as importing ``_name``, through an attribute."""
+    bad = []
+    for path in sorted(ROOT.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        modules = set()  # local names bound to an egoframe module
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and _in(node.module, ("egoframe",)):
+                for alias in node.names:
+                    if (ROOT / Path(*node.module.split(".")[1:]) / alias.name).with_suffix(".py").exists() or (
+                            ROOT / Path(*node.module.split(".")[1:]) / alias.name / "__init__.py").exists():
+                        modules.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if _in(alias.name, ("egoframe",)) and alias.asname:
+                        modules.add(alias.asname)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+                bad.append((str(path.relative_to(ROOT)), f"{node.value.id}.{node.attr}"))
+    assert not bad, f"private attributes of other modules: {sorted(set(bad))}"

@@ -57,7 +57,7 @@ def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
 SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
-_SSIM_TRUNCATE = 3.5  # window radius = int(3.5 * 1.5 + 0.5) = 5 -> 11 x 11, as in the paper
+SSIM_TRUNCATE = 3.5  # window radius = int(3.5 * 1.5 + 0.5) = 5 -> 11 x 11, as in the paper
 
 
 def ssim(generated: ImageLike, reference: ImageLike) -> float:
@@ -77,13 +77,13 @@ def ssim_map(generated: ImageLike, reference: ImageLike) -> tuple[np.ndarray, np
     (:func:`ssim` is the map's mean over that mask; masked variants such as the benchmarks' background SSIM
     average it over other regions)."""
     gen, ref = _pair(generated, reference)
-    radius = int(_SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
+    radius = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
     if min(gen.shape[:2]) < 2 * radius + 1:
         raise InputError(f"SSIM needs images of at least {2 * radius + 1} x {2 * radius + 1} pixels, got {gen.shape[:2]}")
     c1, c2 = (SSIM_K1 * 1.0) ** 2, (SSIM_K2 * 1.0) ** 2
 
     def blur(image: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(image, sigma=SSIM_SIGMA, truncate=_SSIM_TRUNCATE, mode="reflect")
+        return ndimage.gaussian_filter(image, sigma=SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect")
 
     maps = []
     for channel in range(gen.shape[-1]):

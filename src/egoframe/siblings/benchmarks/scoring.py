@@ -46,7 +46,7 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 def _check_masks(samples: Sequence[BenchSample], config: BenchConfig, metrics: Sequence[str]) -> None:
     """Every mask before any model loads: input-sized, and at the scoring size non-empty with a background."""
-    radius = int(pixel._SSIM_TRUNCATE * pixel.SSIM_SIGMA + 0.5)
+    radius = int(pixel.SSIM_TRUNCATE * pixel.SSIM_SIGMA + 0.5)
     for sample in samples:
         where = f"sample {sample.sample_id}: "
         in_h, in_w = _image_size(sample.input)
