@@ -38,10 +38,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from egoframe.data.records import ActionRecord, RECORDS_FILE, load_records, save_records
+from egoframe.data import edit_formats
+from egoframe.data.edit_formats import load_source_images
+from egoframe.data.ego4d import read_ego4d_fho
+from egoframe.data.epic100 import read_epic100
+from egoframe.data.lego import read_lego
+from egoframe.data.records import RECORDS_FILE, ActionRecord, load_records, save_records
 from egoframe.data.report import Skip
+from egoframe.data.scoring import LaionHead, ScorerSpec, get_judge
+from egoframe.data.video import FrameFolderReader, VideoFrameReader, epic_frames_rate, find_frame_folder, index_videos
 from egoframe.errors import ConfigError, EgoframeError, InputError, MissingWeightsError
 from egoframe.utils.progress import ProgressBar
+from egoframe.utils.workers import process_pool
+from egoframe.world.facts import WorldStates, unchanged_pair
 
 FORMATS = ("epic100", "ego4d", "ip2p", "magicbrush", "reason-edit", "lego")
 # Formats whose frames are referenced where they are (absolute paths in the records), never copied: the
@@ -202,18 +211,11 @@ def _encode_image(image: np.ndarray, max_side: int, fmt: str) -> bytes:
 def read_annotations(config: CurationConfig) -> tuple[list[ActionRecord], list[Skip]]:
     fmt, path = config.format, config.annotations
     if fmt == "epic100":
-        from egoframe.data.epic100 import read_epic100
-
         return read_epic100(path, config.input_offset_s, config.target_fraction)
     if fmt == "ego4d":
-        from egoframe.data.ego4d import read_ego4d_fho
-
         return read_ego4d_fho(path)
     if fmt == "lego":
-        from egoframe.data.lego import read_lego
-
         return read_lego(path, config.videos)
-    from egoframe.data import edit_formats
 
     if fmt == "ip2p":
         if os.path.isdir(path) and not any(n.endswith(".parquet") for n in os.listdir(path)):
@@ -230,8 +232,6 @@ def read_annotations(config: CurationConfig) -> tuple[list[ActionRecord], list[S
 
 def plan_units(records: list[ActionRecord], config: CurationConfig) -> tuple[list[WorkUnit], list[Skip]]:
     """Work units in a deterministic order, so shard names stay the same across resumed runs."""
-    from egoframe.data.video import find_frame_folder, index_videos
-
     units: list[WorkUnit] = []
     skips: list[Skip] = []
     duplicate = Counter(r.id for r in records)
@@ -251,8 +251,6 @@ def plan_units(records: list[ActionRecord], config: CurationConfig) -> tuple[lis
         fps_estimates: dict[str, float] = {}
         video_files = index_videos(config.videos) if not config.frames else {}
         if config.frames and not config.frames_fps:
-            from egoframe.data.video import epic_frames_rate
-
             fps_estimates = {video_id: float(epic_frames_rate(video_id)) for video_id in by_video}
         for video_id in sorted(by_video):
             recs = by_video[video_id]
@@ -322,8 +320,6 @@ def curate_unit(unit: WorkUnit, config: CurationConfig) -> UnitResult:
 
 
 def _open_reader(unit: WorkUnit, config: CurationConfig):
-    from egoframe.data.video import FrameFolderReader, VideoFrameReader
-
     if config.frames:
         if not unit.frames_fps:
             raise InputError(f"no fps for frame folder {unit.video_path}: pass --frames-fps or CSV frame columns")
@@ -351,8 +347,6 @@ def _clip_boxes(rec: ActionRecord, width: int, height: int) -> str | None:
 
 
 def _curate_video_unit(unit: WorkUnit, config: CurationConfig) -> UnitResult:
-    from egoframe.data.scoring import ScorerSpec, get_judge
-
     judge = get_judge(ScorerSpec(config.scorer, config.laion_head, config.clip_dir))
     result = UnitResult(unit.unit_id)
     with _open_reader(unit, config) as reader:
@@ -451,9 +445,6 @@ def _write_pair(rec: ActionRecord, input_image, target_image, unit: WorkUnit, co
 
 
 def _curate_image_unit(unit: WorkUnit, config: CurationConfig) -> UnitResult:
-    from egoframe.data.edit_formats import load_source_images
-    from egoframe.data.scoring import ScorerSpec, get_judge
-
     result = UnitResult(unit.unit_id)
     images = load_source_images(unit.records)
     judge = get_judge(ScorerSpec("offline", "", config.clip_dir))
@@ -570,8 +561,6 @@ def _select(records: list[ActionRecord], config: CurationConfig) -> tuple[list[A
     kept, too_similar, too_different, unchanged = [], 0, 0, 0
     truth = None
     if config.truth_world:
-        from egoframe.world.facts import WorldStates, unchanged_pair
-
         truth = WorldStates(config.truth_world)
     for rec in records:
         if truth is not None:
@@ -654,8 +643,6 @@ def prepare(config: CurationConfig) -> tuple[list[WorkUnit], list[Skip], int]:
 
 def check_scorer_files(config: CurationConfig) -> None:
     """Fail before any decoding when the LAION/CLIP files are missing (models load later, in the workers)."""
-    from egoframe.data.scoring import LaionHead
-
     if config.scorer == "laion":
         LaionHead(config.laion_head)  # small: reads the head and checks its layout
     if config.scorer == "laion" or config.clip_dir:
@@ -706,8 +693,6 @@ def run_units(units: list[WorkUnit], config: CurationConfig) -> list[UnitResult]
                 advance(results[-1])
         else:
             from concurrent.futures import as_completed
-
-            from egoframe.utils.workers import process_pool
 
             with process_pool(config.workers, preload=[__name__]) as pool:
                 futures = [pool.submit(curate_unit, unit, config) for unit in todo]

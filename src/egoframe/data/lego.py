@@ -24,6 +24,7 @@ import re
 from egoframe.data.records import ActionRecord
 from egoframe.data.report import Skip
 from egoframe.errors import InputError
+from egoframe.utils.nlp import lemmatize_first_verb
 
 DESCRIPTION_KEY = "llava_forecast_finetune"
 _SPLIT = re.compile(r"_(train|val|test)\.json$", re.IGNORECASE)
@@ -36,7 +37,7 @@ def ego4d_action(raw: str, lemmatize=None) -> str:
     for _ in range(2):
         text = text[2:].strip()
     if lemmatize is None:
-        from egoframe.utils.nlp import lemmatize_first_verb as lemmatize
+        lemmatize = lemmatize_first_verb
     return lemmatize(text) if text else ""
 
 

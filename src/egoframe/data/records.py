@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from egoframe.errors import InputError
+
 
 @dataclass
 class Box:
@@ -101,8 +103,6 @@ def load_records(path: str) -> list[ActionRecord]:
     import os
 
     import pyarrow.parquet as pq
-
-    from egoframe.errors import InputError
 
     if os.path.isdir(path):
         path = os.path.join(path, RECORDS_FILE)

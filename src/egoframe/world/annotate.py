@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from egoframe.data.records import ActionRecord, Box
 from egoframe.world.config import WorldConfig
 from egoframe.world.simulate import Action, VideoPlan
 from egoframe.world.state import (
@@ -307,8 +308,6 @@ def fho_video(part: dict) -> dict[str, Any]:
 
 def ground_truth_records(part: dict) -> list:
     """The world's true (input, target) pairs as the shared :class:`ActionRecord` type."""
-    from egoframe.data.records import ActionRecord, Box
-
     fps = part["fps"]
     out = []
     for act in part["actions"]:

@@ -20,6 +20,8 @@ import os
 from typing import Sequence
 
 from egoframe.errors import InputError
+from egoframe.world.make import WorldManifest, load_states
+from egoframe.world.state import FrameState, counter_third
 
 CUP_COLOURS = ("red", "green", "blue", "yellow")
 BOWL_COLOURS = ("white", "purple", "orange")
@@ -63,8 +65,6 @@ VERB_FACTS: dict[str, tuple[str, ...]] = {
 
 
 def _place(obj) -> str:
-    from egoframe.world.state import counter_third
-
     if obj.held_by:
         return "hand"
     if obj.place == "board":
@@ -78,8 +78,6 @@ def state_facts(state, hidden_hands: Sequence[str] = ()) -> dict[str, str]:
 
     ``hidden_hands``: hands painted out of the frame (``render_state(..., hidden_hands=...)``) read "no hand".
     """
-    from egoframe.world.state import FrameState
-
     if isinstance(state, dict):
         state = FrameState.from_dict(state)
     facts = {name: classes[0] for name, classes in HEADS.items()}
@@ -142,8 +140,6 @@ class WorldStates:
     """True per-frame states of a world, read lazily per video (a few ms each)."""
 
     def __init__(self, world: str | os.PathLike):
-        from egoframe.world import WorldManifest
-
         self.root = os.fspath(world)
         self.manifest = WorldManifest.load(self.root)
         self._paths = {v["video_id"]: self.manifest.path(v["states_path"]) for v in self.manifest.videos}
@@ -151,8 +147,6 @@ class WorldStates:
         self._actions: dict[str, dict[str, dict]] = {}
 
     def state(self, video_id: str, frame: int):
-        from egoframe.world import load_states
-
         if video_id not in self._paths:
             raise InputError(f"video {video_id!r} is not in the world at {self.root}")
         if video_id not in self._cache:
@@ -188,8 +182,6 @@ def fact_objects(state, name: str) -> list[str]:
     """Ids of the objects a fact is read from: the cup of a colour for its fill and place, the bowl, the knife,
     the drawer, the tap, and for a tomato count the tomatoes it counts (those on the board, in a bowl, or cut).
     The hands and the ``frame`` fact are read from no object (always shown while the hand is drawn)."""
-    from egoframe.world.state import FrameState
-
     if isinstance(state, dict):
         state = FrameState.from_dict(state)
     objects = state.objects

@@ -30,10 +30,24 @@ from typing import Any
 
 import numpy as np
 
+from egoframe.data.records import save_records
 from egoframe.errors import InputError
-from egoframe.utils.workers import process_pool
 from egoframe.utils.progress import ProgressBar
+from egoframe.utils.workers import process_pool
+from egoframe.world.annotate import (
+    EPIC_COLUMNS,
+    NOUN_CLASSES,
+    VERB_CLASSES,
+    epic_rows,
+    fho_video,
+    ground_truth_records,
+    video_part,
+)
 from egoframe.world.config import CONFIG_FILE, WorldConfig
+from egoframe.world.render import render_state
+from egoframe.world.simulate import plan_video, play
+from egoframe.world.state import FrameState
+from egoframe.world.video import pick_codec, write_mp4
 
 MANIFEST_FILE = "manifest.json"
 GROUND_TRUTH_FILE = "ground_truth.parquet"
@@ -105,8 +119,6 @@ def _states_bytes(states) -> bytes:
 
 def load_states(path: str) -> list:
     """Read a ``states/*.jsonl.gz`` file as a list of FrameState (index = frame number)."""
-    from egoframe.world.state import FrameState
-
     try:
         with gzip.open(path, "rt") as f:
             return [FrameState.from_dict(json.loads(line)) for line in f]
@@ -116,11 +128,6 @@ def load_states(path: str) -> list:
 
 def make_video(config: WorldConfig, video: dict[str, Any], out_dir: str) -> dict[str, Any]:
     """Plan, play, render and encode one video; write its states and part file. Returns the part."""
-    from egoframe.world.annotate import video_part
-    from egoframe.world.render import render_state
-    from egoframe.world.simulate import plan_video, play
-    from egoframe.world.video import write_mp4
-
     plan = plan_video(config, video["index"])
     states = play(config, plan)
 
@@ -185,7 +192,6 @@ def make_world(out_dir: str, n_videos: int = 50, seed: int = 0, resolution: int 
     os.makedirs(os.path.join(out_dir, "states"), exist_ok=True)
     os.makedirs(os.path.join(out_dir, "annotations"), exist_ok=True)
     _check_config(out_dir, config)
-    from egoframe.world.video import pick_codec
 
     pick_codec(config.codec)  # fail before any work when the encoder is missing
     config.save(out_dir)
@@ -216,16 +222,6 @@ def make_world(out_dir: str, n_videos: int = 50, seed: int = 0, resolution: int 
 
 def write_world_files(out_dir: str, config: WorldConfig, videos: list[dict[str, Any]]) -> WorldManifest:
     """Assemble the world-level annotation files and the manifest from the per-video parts."""
-    from egoframe.data.records import save_records
-    from egoframe.world.annotate import (
-        EPIC_COLUMNS,
-        NOUN_CLASSES,
-        VERB_CLASSES,
-        epic_rows,
-        fho_video,
-        ground_truth_records,
-    )
-
     parts = []
     for v in videos:
         path = os.path.join(out_dir, "parts", f"{v['video_id']}.json")

@@ -25,9 +25,15 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from egoframe.data.curate import REPORT_FILE, atomic_write_bytes, atomic_write_json
+from egoframe.data.records import RECORDS_FILE, ActionRecord, Box, save_records
 from egoframe.errors import InputError
+from egoframe.utils.workers import process_pool
+from egoframe.world.annotate import frame_boxes, oracle_description
 from egoframe.world.render import render_state
+from egoframe.world.simulate import plan_video, play
 from egoframe.world.state import FrameState
+from egoframe.world.stream import episode_config
 
 _PAIRS_TAG = 0x7061697273  # "pairs": keeps these draws apart from the frame stream's and the worlds'
 WINDOW = 3  # curation's aesthetic window: +-3 frames around PRE-15 and around the PNR
@@ -72,10 +78,6 @@ def _frame(states: list[FrameState], index: int, config) -> np.ndarray:
 
 def episode_pairs(seed: int, episode: int, resolution: int = 128, coding: bool = True) -> list[StreamPair]:
     """Every action's pair of one episode (a fresh simulated video; see the module docstring)."""
-    from egoframe.world.annotate import frame_boxes, oracle_description
-    from egoframe.world.simulate import plan_video, play
-    from egoframe.world.stream import episode_config
-
     rng = np.random.default_rng(np.random.SeedSequence([seed, episode, _PAIRS_TAG]))
     config = episode_config(rng, resolution)
     plan = plan_video(config, int(rng.integers(0, 10_000)))
@@ -105,8 +107,6 @@ def stream_pairs(seed: int, resolution: int = 128, coding: bool = True) -> Itera
 
 def pair_record(pair: StreamPair, split: str, input_path: str = "", target_path: str = ""):
     """The pair as the shared :class:`~egoframe.data.records.ActionRecord` (boxes as Ego4D's reader makes them)."""
-    from egoframe.data.records import ActionRecord, Box
-
     a = pair.action
     res = pair.input_image.shape[0]
     obj = pair.input_state.object(a.object_id)
@@ -146,8 +146,6 @@ def _chunk_path(out: str, chunk: int) -> str:
 
 def write_chunk(out: str, seed: int, chunk: int, resolution: int, test_every: int) -> int:
     """Render one chunk's episodes into ``out/shards/<chunk>/`` and its records into ``work/``; returns the count."""
-    from egoframe.data.curate import atomic_write_bytes, atomic_write_json
-
     rows = []
     for episode in range(chunk * EPISODES_PER_CHUNK, (chunk + 1) * EPISODES_PER_CHUNK):
         split = "test" if test_every and episode % test_every == test_every - 1 else "train"
@@ -173,11 +171,6 @@ def write_pairs(out: str, n_pairs: int, seed: int = 0, resolution: int = 128, wo
     of more pairs with the same seed starts with the same pairs. Every ``test_every``-th episode is the test
     split (0: none), which a training run uses for its sample grids.
     """
-    from egoframe.utils.workers import process_pool
-
-    from egoframe.data.curate import REPORT_FILE, atomic_write_json
-    from egoframe.data.records import ActionRecord, RECORDS_FILE, save_records
-
     if n_pairs < 1:
         raise InputError(f"--pairs must be >= 1, got {n_pairs}")
     if resolution < 16 or resolution % 2:

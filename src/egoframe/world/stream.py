@@ -20,6 +20,7 @@ import numpy as np
 
 from egoframe.world.config import WorldConfig
 from egoframe.world.render import render_state
+from egoframe.world.simulate import plan_video, play
 from egoframe.world.state import FrameState
 
 _STREAM_TAG = 0x73747265616D  # "stream": keeps stream draws apart from world-making draws
@@ -51,8 +52,6 @@ def episode_config(rng: np.random.Generator, resolution: int) -> WorldConfig:
 def stream_frames(seed: int, resolution: int = 128, frames_per_episode: int = 24,
                   key_share: float = 0.5) -> Iterator[StreamFrame]:
     """An endless, seeded stream of rendered world frames with their true states (see the module docstring)."""
-    from egoframe.world.simulate import plan_video, play
-
     if frames_per_episode < 1 or not 0.0 <= key_share <= 1.0:
         raise ValueError("frames_per_episode must be >= 1 and key_share in [0, 1]")
     for episode in itertools.count():
