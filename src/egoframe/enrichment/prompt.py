@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 
 from egoframe.data.records import ActionRecord
+from egoframe.errors import InputError
 
 SYSTEM_PROMPT = (
     "You are an AI assistant that provides a description of an image based on the action and object context. "
@@ -137,8 +138,6 @@ class PromptTemplate:
 
 def load_examples(path: str) -> tuple[Example, ...]:
     """Worked examples from a JSON list of ``{"action", "boxes": [[label, [x0,y0,x1,y1]], ...], "description"}``."""
-    from egoframe.errors import InputError
-
     try:
         with open(path, encoding="utf-8") as fh:
             rows = json.load(fh)

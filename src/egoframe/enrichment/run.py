@@ -11,7 +11,7 @@ from typing import Callable
 
 from egoframe.data.records import ActionRecord, load_records
 from egoframe.enrichment.journal import JOURNAL_FILE, Journal
-from egoframe.enrichment.openai_backend import OpenAIConfig
+from egoframe.enrichment.openai_backend import ChatEnricher, OpenAIConfig
 from egoframe.enrichment.prompt import PromptTemplate
 from egoframe.enrichment.rules import RULES_MODEL, RuleConfig, describe
 from egoframe.errors import ConfigError, InputError
@@ -120,8 +120,6 @@ async def aenrich_openai(data_dir: str, records: list[ActionRecord], cfg: OpenAI
                          template: PromptTemplate, limit: int | None = None, retry_failed: bool = False,
                          progress: Callable[[str], None] | None = None) -> EnrichSummary:
     """The network run as a coroutine, for callers that already run an event loop."""
-    from egoframe.enrichment.openai_backend import ChatEnricher
-
     cfg.validate()
     start = time.perf_counter()
     journal = Journal(os.path.join(data_dir, JOURNAL_FILE), "openai", cfg.model, template.fingerprint())

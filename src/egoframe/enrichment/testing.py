@@ -17,6 +17,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from egoframe.enrichment.prompt import PromptTemplate
+
 FAULTS = ("ok", "429", "500", "503", "timeout", "malformed", "no_choices", "empty", "multi", "no_noun",
           "truncated", "no_usage", "401", "400")
 
@@ -160,8 +162,6 @@ class FakeChatServer:
 
 def key_for(record, template=None) -> str:
     """The server's key for ``record``: the last message the enricher sends for it."""
-    from egoframe.enrichment.prompt import PromptTemplate
-
     return (template or PromptTemplate()).messages(record)[-1]["content"]
 
 

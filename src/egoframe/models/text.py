@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
+from egoframe.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 LONG_TEXT_POLICIES = ("truncate", "error")
@@ -37,8 +39,6 @@ def tokenize(tokenizer, texts: Sequence[str], long_text: str = "truncate") -> tu
         over = max(0, len(ids) - room)
         if over:
             if long_text == "error":
-                from egoframe.errors import InputError
-
                 raise InputError(
                     f"text is {len(ids)} tokens, the text encoder takes {room}: shorten it "
                     f"or use long_text='truncate' ({text[:40]!r}...)"

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from egoframe.models.text import build_tiny_clip_tokenizer
+
 
 @dataclass
 class TinyConfig:
@@ -53,9 +55,8 @@ def tiny_components(config: TinyConfig | None = None, ablation: str = "lego", se
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from egoframe.models.autoencoder import PatchAutoencoder, downsampling_factor
-    from egoframe.models.conditioning import ABLATIONS, LegoConditioning
-    from egoframe.models.text import build_tiny_clip_tokenizer
+    from egoframe.models.autoencoder import PatchAutoencoder, downsampling_factor  # lazy: pulls diffusers
+    from egoframe.models.conditioning import ABLATIONS, LegoConditioning  # lazy: pulls diffusers
 
     config = config or TinyConfig()
     if ablation not in ABLATIONS:

@@ -12,13 +12,13 @@ import os
 import time
 from typing import Any, Callable
 
+from egoframe.utils.checkpoint import atomic_write_json
+
 DONE_BEFORE = "done before"
 
 
 class Stages:
     def __init__(self, out_dir: str, say: Callable[[str], Any] = print, timings: dict | None = None):
-        from egoframe.utils.checkpoint import atomic_write_json
-
         self._write = atomic_write_json
         self.say = say
         self.file = os.path.join(out_dir, "timings.json")
