@@ -24,14 +24,15 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from egoframe.data.records import load_records
 from egoframe.errors import ConfigError, InputError
-from egoframe.vllm.embeddings import ExtractionConfig, VllmEmbeddings
 from egoframe.utils.progress import ProgressBar
+from egoframe.vllm.data import load_instruction_examples
+from egoframe.vllm.embeddings import ExtractionConfig, VllmEmbeddings, extract_vllm_embeddings, to_pil
+from egoframe.vllm.model import Vllm
 
 if TYPE_CHECKING:
     import torch
-
-    from egoframe.vllm.model import Vllm
 
 INDEX_FILE = "index.json"
 CACHE_FORMAT = "egoframe-vllm-embeddings/1"
@@ -80,9 +81,6 @@ def build_embedding_cache(vllm: "Vllm", data_dir: str, cache_dir: str | None = N
     """Extract H_i, H_t and descriptions for every record of ``data_dir`` into ``cache_dir`` (default
     ``DATA_DIR/vllm_embeddings``). Resumable: shards already in the index are skipped."""
     from safetensors.torch import save_file
-
-    from egoframe.vllm.data import load_instruction_examples
-    from egoframe.vllm.embeddings import extract_vllm_embeddings, to_pil
 
     if batch_size < 1 or shard_size < 1:
         raise ConfigError("batch_size and shard_size must be >= 1")
@@ -306,8 +304,6 @@ def import_npy_features(data_dir: str, image_features: str, text_features: str, 
     header is read (memory-mapped, no pickles) to check its shape; pairs whose files are missing or
     malformed are listed in the result and left out, never a crash. Nothing is copied."""
     import numpy as np
-
-    from egoframe.data.records import load_records
 
     records = load_records(data_dir)
     if not records:

@@ -18,7 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from egoframe.data.records import load_records
+from egoframe.enrichment import attach_descriptions
 from egoframe.errors import InputError
+from egoframe.utils.progress import ProgressBar
+from egoframe.vllm.evaluate import hand_of, normalise_label, object_of
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +45,6 @@ def _examples(data_dir: str, split: str, limit: int | None, resolution: int, nam
     import os
 
     from PIL import Image
-
-    from egoframe.data.records import load_records
-    from egoframe.enrichment import attach_descriptions
-    from egoframe.vllm.evaluate import hand_of, normalise_label, object_of
 
     records = load_records(data_dir)
     attach_descriptions(records, data_dir)
@@ -96,8 +96,6 @@ def reading_ceiling(config: CeilingConfig, progress: bool = True) -> dict[str, A
     """Train the classifier on ``train_data`` and score it on ``eval_data``'s split; returns the accuracies."""
     import torch
     from torch import nn
-
-    from egoframe.utils.progress import ProgressBar
 
     if config.resolution % 16 or config.steps < 1:
         raise InputError("ceiling resolution must be a multiple of 16 and steps >= 1")

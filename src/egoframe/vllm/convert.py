@@ -25,6 +25,8 @@ import re
 from typing import Any
 
 from egoframe.errors import InputError, ModelLoadError
+from egoframe.utils.safe_loading import read_pickle_tensors
+from egoframe.vllm.model import Vllm, check_processor_fits, parse_dtype, quiet_transformers, read_config_json
 
 # (original name pattern, llava-hf name) for transformers 5's LlavaForConditionalGeneration.
 KEY_MAPPING: tuple[tuple[str, str], ...] = (
@@ -53,8 +55,6 @@ def read_original_weights(src: str) -> dict:
     """Every tensor of the folder's ``*.safetensors`` or, when it has none, its ``*.bin`` files (no unpickling)."""
     from safetensors.torch import load_file
 
-    from egoframe.utils.safe_loading import read_pickle_tensors
-
     files = sorted(glob.glob(os.path.join(src, "*.safetensors")))
     reader = load_file
     if not files:
@@ -73,8 +73,6 @@ def read_original_weights(src: str) -> dict:
 
 
 def _read_config(src: str) -> dict[str, Any]:
-    from egoframe.vllm.model import read_config_json
-
     config = read_config_json(src, "an original-layout LLaVA folder")
     if config.get("model_type") == "llava" and "text_config" in config:
         raise InputError(f"{src} is already in the llava-hf layout: load it directly")
@@ -140,8 +138,6 @@ def convert_original_llava(src: str, vision_tower: str, out: str, dtype: str | N
     in ``vision_tower``; returns a summary. Raises one-line :class:`ModelLoadError` / :class:`InputError`."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
-
-    from egoframe.vllm.model import Vllm, check_processor_fits, parse_dtype, quiet_transformers
 
     config = _read_config(src)
     state = read_original_weights(src)

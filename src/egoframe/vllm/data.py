@@ -12,12 +12,14 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+from egoframe.data.records import load_records
 from egoframe.errors import InputError
+from egoframe.vllm.embeddings import to_pil
+from egoframe.vllm.model import Vllm
+from egoframe.vllm.templates import QUESTION_TEMPLATES, prompt_for
 
 if TYPE_CHECKING:
     import torch
-
-    from egoframe.vllm.model import Vllm
 
 DESCRIPTIONS_FILE = "descriptions.parquet"
 _FINISHED_STATUSES = {"done", "ok", ""}  # "" for files without a status column
@@ -60,8 +62,6 @@ def load_instruction_examples(data_dir: str, splits: Sequence[str] | None = None
     Records without a description are skipped when ``require_description`` (training needs an answer);
     if none has one, the error says to run ``egoframe enrich`` first.
     """
-    from egoframe.data.records import load_records
-
     records = load_records(data_dir)
     enriched = read_descriptions(data_dir)
     examples = []
@@ -85,8 +85,6 @@ def load_instruction_examples(data_dir: str, splits: Sequence[str] | None = None
 def template_choices(n_examples: int, seed: int, epoch: int) -> list[int]:
     """The question template of every example in one epoch: random, but a pure function of (seed, epoch)
     so that a resumed run asks the same questions."""
-    from egoframe.vllm.templates import QUESTION_TEMPLATES
-
     rng = random.Random(f"templates-{seed}-{epoch}")
     return [rng.randrange(len(QUESTION_TEMPLATES)) for _ in range(n_examples)]
 
@@ -103,9 +101,6 @@ def encode_instruction_batch(vllm: "Vllm", images: Sequence, actions: Sequence[s
     """Model inputs for teacher forcing: prompt + answer + EOS, right-padded; labels are -100 except on the
     answer tokens and the EOS, so the loss is on the answer only."""
     import torch
-
-    from egoframe.vllm.embeddings import to_pil
-    from egoframe.vllm.templates import prompt_for
 
     tokenizer = vllm.tokenizer
     prompts = [prompt_for(a, t, vllm.processor.image_token) for a, t in zip(actions, templates)]

@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from egoframe.errors import ConfigError, InputError
+from egoframe.vllm.model import Vllm
+from egoframe.vllm.templates import QUESTION_TEMPLATES, prompt_for
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
-
-    from egoframe.vllm.model import Vllm
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,6 @@ class ExtractionConfig:
     max_new_tokens: int = 77  # greedy generation budget for the description
 
     def __post_init__(self) -> None:
-        from egoframe.vllm.templates import QUESTION_TEMPLATES
-
         if not 0 <= self.question_template < len(QUESTION_TEMPLATES):
             raise ConfigError(f"question_template must be 0..{len(QUESTION_TEMPLATES) - 1}, got {self.question_template}")
         if self.n_text_tokens < 1 or self.max_new_tokens < 1:
@@ -121,8 +119,6 @@ def generate_answers(vllm: "Vllm", images: Sequence[ImageLike], actions: Sequenc
     first EOS, pixel values (B, 3, H, W)).
     """
     import torch
-
-    from egoframe.vllm.templates import prompt_for
 
     config = config or ExtractionConfig()
     actions = _check_batch(images, actions)

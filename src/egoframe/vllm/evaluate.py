@@ -16,14 +16,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
+from egoframe.data.records import load_records
 from egoframe.errors import InputError
 from egoframe.utils.progress import ProgressBar
-
-if TYPE_CHECKING:
-    from egoframe.vllm.embeddings import ExtractionConfig
-    from egoframe.vllm.model import Vllm
+from egoframe.vllm.data import encode_instruction_batch, load_instruction_examples
+from egoframe.vllm.embeddings import ExtractionConfig, describe_frames, to_pil
+from egoframe.vllm.model import Vllm
 
 _HAND = re.compile(r"\b(left|right) hand\b")
 
@@ -120,10 +120,6 @@ def evaluate_descriptions(vllm: "Vllm", data_dir: str, *, splits: Sequence[str] 
                           config: "ExtractionConfig | None" = None, batch_size: int = 16, limit: int | None = None,
                           progress: bool = True) -> DescriptionAccuracy:
     """Describe every held-out frame of ``data_dir`` with ``vllm`` and score it against the enriched descriptions."""
-    from egoframe.data.records import load_records
-    from egoframe.vllm.data import load_instruction_examples
-    from egoframe.vllm.embeddings import ExtractionConfig, describe_frames, to_pil
-
     config = config or ExtractionConfig()
     examples = load_instruction_examples(data_dir, splits=splits)
     if limit is not None:
@@ -172,9 +168,6 @@ def image_reliance(vllm: "Vllm", data_dir: str, *, splits: Sequence[str] = ("tes
 
     import numpy as np
     import torch
-
-    from egoframe.vllm.data import encode_instruction_batch, load_instruction_examples
-    from egoframe.vllm.embeddings import to_pil
 
     examples = load_instruction_examples(data_dir, splits=splits)[:limit]
     if len(examples) < 2:

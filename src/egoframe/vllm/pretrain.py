@@ -43,10 +43,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from egoframe.vllm.evaluate import hand_of, object_of
+from egoframe.vllm.model import Vllm
+
 if TYPE_CHECKING:
     import torch
-
-    from egoframe.vllm.model import Vllm
 
 
 def _words(text: str) -> list[str]:
@@ -115,8 +116,6 @@ def reading_targets(descriptions: Sequence[str], actions: Sequence[str]):
     the colour or side that tells apart the objects an action label leaves open - the reading
     ``egoframe vllm evaluate`` scores (:func:`~egoframe.vllm.evaluate.object_of`)."""
     import torch
-
-    from egoframe.vllm.evaluate import hand_of, object_of
 
     nouns = {_words(a)[-1] for a in actions if _words(a)}
     names = set(nouns)

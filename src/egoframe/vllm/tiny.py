@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from egoframe.errors import ConfigError
 from egoframe.vllm.model import Vllm
+from egoframe.vllm.templates import QUESTION_TEMPLATES, prompt_for
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<image>")
 
@@ -74,8 +76,6 @@ def build_word_tokenizer(texts: Iterable[str]):
 
 def tokenizer_corpus(descriptions: Iterable[str], actions: Iterable[str]) -> list[str]:
     """Every text the tiny model must spell: descriptions, all question templates for every action, the prompt."""
-    from egoframe.vllm.templates import QUESTION_TEMPLATES, prompt_for
-
     texts = list(descriptions)
     for action in sorted(set(actions)):
         texts.extend(prompt_for(action, t) for t in range(len(QUESTION_TEMPLATES)))
@@ -90,8 +90,6 @@ def build_tiny_vllm(tokenizer, config: TinyVllmConfig | None = None, seed: int =
 
     config = config or TinyVllmConfig()
     if config.image_size % config.patch_size:
-        from egoframe.errors import ConfigError
-
         raise ConfigError(f"image_size {config.image_size} is not a multiple of patch_size {config.patch_size}")
     n_image_tokens = (config.image_size // config.patch_size) ** 2
     vision = CLIPVisionConfig(

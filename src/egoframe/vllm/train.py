@@ -22,8 +22,6 @@ RNG states and the data position (epoch, index), which make a resumed run contin
 
 from __future__ import annotations
 
-from egoframe.utils.checkpoint import atomic_write_text, optimizer_from_files, optimizer_to_files, save_tensors
-
 import json
 import math
 import os
@@ -33,13 +31,16 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable
 
 from egoframe.errors import ConfigError, InputError
-from egoframe.vllm.tiny import TinyVllmConfig
+from egoframe.utils.checkpoint import atomic_write_text, optimizer_from_files, optimizer_to_files, save_tensors
 from egoframe.utils.progress import ProgressBar
+from egoframe.vllm.data import encode_instruction_batch, epoch_order, load_instruction_examples, template_choices
+from egoframe.vllm.embeddings import to_pil
+from egoframe.vllm.model import Vllm, load_vllm
+from egoframe.vllm.pretrain import pretrain_vision_tower
+from egoframe.vllm.tiny import TinyVllmConfig, build_tiny_vllm, build_word_tokenizer, tokenizer_corpus
 
 if TYPE_CHECKING:
     import torch
-
-    from egoframe.vllm.model import Vllm
 
 TRAIN_CONFIG_FILE = "train_config.json"
 PRETRAINED_DIR = "vision_pretrained"  # base/ after stage 0 (vision-tower pretraining), from-scratch runs only
@@ -176,9 +177,6 @@ class TrainResult:
 
 
 def _build_or_load(config: VllmTrainConfig, examples, resume: bool, images=None, progress: bool = False) -> "Vllm":
-    from egoframe.vllm.model import load_vllm
-    from egoframe.vllm.tiny import build_tiny_vllm, build_word_tokenizer, tokenizer_corpus
-
     if not config.from_scratch:
         return load_vllm(config.model_dir)
     base_dir = os.path.join(config.out_dir, "base")
@@ -240,8 +238,6 @@ def grounded_loss(logits: "torch.Tensor", labels: "torch.Tensor", grounded_ids: 
 def _pretrain_vision(config: VllmTrainConfig, vllm: "Vllm", examples, images, progress: bool) -> "Vllm":
     """Stage 0 (pretrain.py): the tiny vision tower learns from (frame, description) pairs of the training split."""
     import torch
-
-    from egoframe.vllm.pretrain import pretrain_vision_tower
 
     images = images or _ImageCache()
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -407,8 +403,6 @@ class _ImageCache:
         self.images: dict[str, Any] = {}
 
     def __call__(self, path: str):
-        from egoframe.vllm.embeddings import to_pil
-
         image = self.images.get(path)
         if image is None:
             image = to_pil(path)
@@ -421,8 +415,6 @@ def train_vllm(config: VllmTrainConfig, *, resume: bool = False,
                progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Run (or resume) visual instruction tuning; returns where the trained VLLM was written."""
     import torch
-
-    from egoframe.vllm.data import encode_instruction_batch, epoch_order, load_instruction_examples, template_choices
 
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -520,8 +512,6 @@ def train_vllm(config: VllmTrainConfig, *, resume: bool = False,
 
 def _export(config: VllmTrainConfig, vllm: "Vllm", model) -> str:
     """Write the trained model (LoRA merged into the weights) as a llava-hf directory."""
-    from egoframe.vllm.model import Vllm
-
     if config.mode == "lora":
         model = model.merge_and_unload()
     if config.gradient_checkpointing:
