@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from egoframe.errors import InputError
+from egoframe.utils.images import load_image, to_rgb
 
 ImageLike = Union[np.ndarray, Image.Image, str, os.PathLike]
 
@@ -30,13 +31,9 @@ _RANGE_TOLERANCE = 1e-6
 def to_float01(image: ImageLike, name: str = "image") -> np.ndarray:
     """Any accepted image -> float64 ``(H, W, 3)`` in [0, 1] (see the module docstring for the rules)."""
     if isinstance(image, (str, os.PathLike)):
-        from egoframe.utils.images import load_image
-
         image = load_image(image)
     if isinstance(image, Image.Image):
         if image.mode != "RGB":
-            from egoframe.utils.images import to_rgb
-
             image = to_rgb(image, name=name)
         return np.asarray(image, dtype=np.float64) / 255.0
     array = np.asarray(image)
@@ -63,8 +60,6 @@ def to_pil(image: ImageLike, name: str = "image") -> Image.Image:
     if isinstance(image, Image.Image) and image.mode == "RGB":
         return image
     if isinstance(image, (str, os.PathLike)):
-        from egoframe.utils.images import load_image
-
         return load_image(image)
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3:
         return Image.fromarray(image)

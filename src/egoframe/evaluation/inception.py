@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from egoframe.errors import MissingWeightsError, ModelLoadError
+from egoframe.evaluation.frechet import frechet_distance_from_features
 from egoframe.evaluation.images import ImageLike, to_pil
 from egoframe.evaluation.weights import load_into, load_state_dict
 
@@ -237,6 +238,4 @@ class FidFeatureExtractor:
 
 def fid_from_features(generated: np.ndarray, reference: np.ndarray) -> float:
     """FID of two feature sets (Heusel et al. 2017, Eq. 6), float64."""
-    from egoframe.evaluation.frechet import frechet_distance_from_features
-
     return frechet_distance_from_features(generated, reference)

@@ -25,7 +25,22 @@ from typing import Any, Sequence
 
 import numpy as np
 
+import egoframe.evaluation.degrade as degrade
+from egoframe.data.records import load_records
 from egoframe.errors import InputError, MissingWeightsError
+from egoframe.evaluation.images import to_pil
+from egoframe.evaluation.stats import bootstrap_ci
+from egoframe.utils.checkpoint import (
+    atomic_write_json,
+    load_tensors,
+    optimizer_from_files,
+    optimizer_to_files,
+    rng_from_files,
+    rng_to_files,
+    save_tensors,
+)
+from egoframe.utils.progress import ProgressBar
+from egoframe.world.config import WorldConfig
 from egoframe.world.facts import (  # noqa: F401  (the oracle's heads are the world's facts; re-exported)
     BOWL_COLOURS,
     COMMON_FACTS,
@@ -44,7 +59,10 @@ from egoframe.world.facts import (  # noqa: F401  (the oracle's heads are the wo
     state_accuracy,
     state_facts,
 )
-from egoframe.world.render import object_visibility
+from egoframe.world.render import object_visibility, render_state
+from egoframe.world.simulate import plan_video, play
+from egoframe.world.stream import stream_frames
+from egoframe.world.video import read_frames
 
 logger = logging.getLogger(__name__)
 
@@ -218,8 +236,6 @@ def preprocess(images: Sequence, resolution: int):
     import torch
     from PIL import Image
 
-    from egoframe.evaluation.images import to_pil
-
     arrays = []
     for i, image in enumerate(images):
         pil = to_pil(image, f"image {i}")
@@ -251,8 +267,6 @@ class OracleReader:
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, device: str = "cpu") -> "OracleReader":
         """Load an oracle directory; ``None``: the shipped oracle (:data:`SHIPPED_ORACLE`)."""
-        from egoframe.utils.checkpoint import load_tensors
-
         path = resolve_oracle(path)
         weights, cfg = os.path.join(path, WEIGHTS_FILE), os.path.join(path, CONFIG_FILE)
         if not (os.path.isfile(weights) and os.path.isfile(cfg)):
@@ -283,8 +297,6 @@ class OracleReader:
 
 def _frames_for(world: WorldStates, split: str, config: OracleConfig) -> list[tuple[str, int]]:
     """(video, frame) pairs: every ``frame_stride``-th frame plus every action's key frames (what gets scored)."""
-    from egoframe.data.records import load_records
-
     videos = world.manifest.split_videos(split)
     if config.max_videos is not None:
         videos = videos[: config.max_videos]
@@ -305,8 +317,6 @@ def render_examples(world: WorldStates, frames: list[tuple[str, int]], resolutio
     """Redraw each frame from its state at the world's resolution, resize like any scored image; (N,3,R,R) uint8."""
     import torch
     from PIL import Image
-
-    from egoframe.world import render_state
 
     images = np.empty((len(frames), resolution, resolution, 3), np.uint8)
     labels = np.empty((len(frames), len(HEADS)), np.int64)
@@ -396,10 +406,6 @@ def stream_batch(config: OracleConfig, step: int):
 
     from PIL import Image
 
-    from egoframe.evaluation import degrade
-    from egoframe.world.render import render_state
-    from egoframe.world.stream import stream_frames
-
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, step, 0x6F7261636C65]))
     draw_res = int(rng.choice([128, 64, 96, 256], p=[0.7, 0.15, 0.1, 0.05]))
     # 16 frames of each of 4 fresh scenes per batch of 64: scenes vary within a batch (BatchNorm statistics)
@@ -467,8 +473,6 @@ def train_oracle(config: OracleConfig, progress: bool = False) -> dict:
     """
     import torch
 
-    from egoframe.utils.checkpoint import atomic_write_json, save_tensors
-
     config.validate()
     out = config.out_dir
     report_path = os.path.join(out, REPORT_FILE)
@@ -526,10 +530,6 @@ def _train_on_world(config: OracleConfig, world: WorldStates, progress: bool):
 
 def _train_on_stream(config: OracleConfig, progress: bool):
     import torch
-
-    from egoframe.utils.checkpoint import (atomic_write_json, load_tensors, optimizer_from_files, optimizer_to_files,
-                                           rng_from_files, rng_to_files, save_tensors)
-    from egoframe.utils.progress import ProgressBar
 
     if not config.threads:
         # the data workers render the next batches; more torch threads would only contend with them
@@ -606,10 +606,6 @@ def video_report(reader: OracleReader, world_dir: str, frame_stride: int = 6, ma
     split's videos; and on the actions' true pairs, action success of the decoded PNR frame (the ceiling),
     of each frame of the PNR +-3 window curation may choose from, and of the PRE-15 input frame (the floor).
     """
-    from egoframe.data.records import load_records
-    from egoframe.evaluation.stats import bootstrap_ci
-    from egoframe.world.video import read_frames
-
     world = WorldStates(world_dir)
     videos = ([v["video_id"] for v in world.manifest.videos] if split == "all"
               else world.manifest.split_videos(split))
@@ -686,11 +682,6 @@ def robustness_report(reader: OracleReader, seed: int, n_videos: int = 20, resol
     Degraded targets (should stay ~1): Gaussian blur sigma 1 px, JPEG quality 60, noise sigma 0.02, shifts of
     +-2 px. Garbage (should stay ~0): pure noise, a flat grey frame, the target with the acting hand painted out.
     """
-    from egoframe.evaluation import degrade
-    from egoframe.world.config import WorldConfig
-    from egoframe.world.render import render_state
-    from egoframe.world.simulate import plan_video, play
-
     config = WorldConfig(n_videos=n_videos, seed=seed, resolution=resolution).validate()
     rng = np.random.default_rng(seed)
     cases: dict[str, list] = {name: [] for name in ("clean", "blur_1px", "jpeg_60", "noise_0.02", "shift_2px",

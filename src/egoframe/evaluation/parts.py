@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from egoframe.world.render import SLEEVE
+
 
 @dataclass(frozen=True)
 class ArmCount:
@@ -30,8 +32,6 @@ def count_arms(frame, tolerance: float = 30.0, min_fraction: float = 0.004, size
     """Count the arms of a world frame (PIL image or uint8 (H, W, 3) array), read at ``size`` x ``size``."""
     from PIL import Image
     from scipy import ndimage
-
-    from egoframe.world.render import SLEEVE
 
     image = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
     rgb = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), np.float32)

@@ -28,8 +28,22 @@ from typing import Any
 
 import numpy as np
 
+from egoframe.data.curate import CurationConfig, curate
+from egoframe.data.records import load_records
+from egoframe.enrichment import attach_descriptions
+from egoframe.enrichment.run import enrich_dataset
 from egoframe.errors import ConfigError, InputError
-from egoframe.evaluation.runner import MetricWeights
+from egoframe.evaluation.generation_set import Sample, read_generation_set, write_generation_set
+from egoframe.evaluation.oracle import REPORT_FILE, SHIPPED_ORACLE, WEIGHTS_FILE, OracleConfig, train_oracle
+from egoframe.evaluation.runner import EvalConfig, MetricWeights, evaluate_folder
+from egoframe.evaluation.stats import holm
+from egoframe.pipelines.loading import load_pipeline
+from egoframe.training.config import parse_config
+from egoframe.vllm.cache import VllmEmbeddingCache, build_embedding_cache
+from egoframe.vllm.model import load_vllm
+from egoframe.vllm.train import VllmTrainConfig, train_vllm
+from egoframe.vllm.train import latest_checkpoint as latest_vllm_checkpoint
+from egoframe.world import WorldManifest
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +128,6 @@ def prepare_data(cfg: ReproduceConfig) -> str:
         if not os.path.exists(os.path.join(cfg.data, "pairs.parquet")):
             raise InputError(f"--data {cfg.data} is not a curated data set (no pairs.parquet)")
         return cfg.data
-    from egoframe.data.curate import CurationConfig, curate
-    from egoframe.enrichment.run import enrich_dataset
-    from egoframe.world import WorldManifest
 
     manifest = WorldManifest.load(cfg.world)
     out = os.path.join(cfg.out_dir, "data")
@@ -133,7 +144,7 @@ def prepare_data(cfg: ReproduceConfig) -> str:
 def prepare_vae(cfg: ReproduceConfig, data: str) -> str:
     if cfg.vae:
         return cfg.vae
-    from egoframe.training.vae import VaeTrainConfig, train_vae
+    from egoframe.training.vae import VaeTrainConfig, train_vae  # lazy: pulls torch
 
     out = os.path.join(cfg.out_dir, "vae")
     train_vae(VaeTrainConfig(data=data, out_dir=out, resolution=cfg.resolution, steps=cfg.vae_steps,
@@ -144,19 +155,15 @@ def prepare_vae(cfg: ReproduceConfig, data: str) -> str:
 def prepare_vllm_cache(cfg: ReproduceConfig, data: str) -> str:
     if cfg.vllm_cache:
         return cfg.vllm_cache
-    from egoframe.vllm.cache import build_embedding_cache
-    from egoframe.vllm.model import load_vllm
 
     vllm_dir = cfg.vllm
     if not vllm_dir:
-        from egoframe.vllm.train import VllmTrainConfig, latest_checkpoint, train_vllm
-
         run = os.path.join(cfg.out_dir, "vllm")
         vllm_dir = os.path.join(run, "model")
         if not os.path.isdir(vllm_dir):
             train_vllm(VllmTrainConfig(data_dir=data, out_dir=run, max_steps=cfg.vllm_steps, seed=cfg.seed,
                                        num_threads=cfg.threads, save_every=max(cfg.vllm_steps // 2, 1)),
-                       resume=latest_checkpoint(run) is not None, progress=False)
+                       resume=latest_vllm_checkpoint(run) is not None, progress=False)
     out = os.path.join(cfg.out_dir, "vllm_cache")
     build_embedding_cache(load_vllm(vllm_dir), data, out, progress=False, model_dir=vllm_dir)
     return out
@@ -164,8 +171,6 @@ def prepare_vllm_cache(cfg: ReproduceConfig, data: str) -> str:
 
 def run_config(cfg: ReproduceConfig, name: str, data: str, vae: str, cache: str):
     """The training config of one run: a Table 3 ablation, or SDEdit's text-to-image model."""
-    from egoframe.training.config import parse_config
-
     ablation = "labels" if name == "sdedit-t2i" else name
     tiny = dict(cfg.tiny)  # the embedded default's TinyConfig unless overridden
     return parse_config({
@@ -182,7 +187,7 @@ def run_config(cfg: ReproduceConfig, name: str, data: str, vae: str, cache: str)
 
 def train_runs(cfg: ReproduceConfig, data: str, vae: str, cache: str) -> dict[str, dict]:
     """Train (or reuse / resume) every run; returns per run its model dir, steps and seconds."""
-    from egoframe.training.trainer import CONFIG_FILE, latest_checkpoint, train
+    from egoframe.training.trainer import CONFIG_FILE, latest_checkpoint, train  # lazy: pulls torch
 
     out = {}
     for name in ("labels", "descriptions", "desc+text", "desc+image", "lego", "sdedit-t2i"):
@@ -203,8 +208,6 @@ def train_runs(cfg: ReproduceConfig, data: str, vae: str, cache: str) -> dict[st
 
 
 def prepare_oracle(cfg: ReproduceConfig) -> tuple[str, dict]:
-    from egoframe.evaluation.oracle import REPORT_FILE, SHIPPED_ORACLE, WEIGHTS_FILE, OracleConfig, train_oracle
-
     given = cfg.oracle or (SHIPPED_ORACLE if os.path.isfile(os.path.join(SHIPPED_ORACLE, WEIGHTS_FILE)) else None)
     if given:
         path = os.path.join(given, REPORT_FILE)
@@ -220,9 +223,6 @@ def prepare_oracle(cfg: ReproduceConfig) -> tuple[str, dict]:
 
 def held_out_records(cfg, data: str):
     """A seeded sample of ``cfg.n_test`` test-split records of ``data`` (``cfg``: any config with n_test, seed)."""
-    from egoframe.data.records import load_records
-    from egoframe.enrichment import attach_descriptions
-
     records = [r for r in load_records(data) if r.split == "test"]
     if len(records) < 2:
         raise InputError(f"{data} has {len(records)} test-split pairs; need at least 2")
@@ -238,8 +238,6 @@ def reference_samples(root: str, data: str, records, resolution: int) -> list:
     reference (copy/: the input resized to ``resolution``); returns the generation-set Samples with the world
     columns the oracle metrics need (video_id, input_frame, target_frame, verb). Existing files are kept."""
     from PIL import Image
-
-    from egoframe.evaluation.generation_set import Sample
 
     samples = []
     for sub in ("inputs", "targets", "copy"):
@@ -266,10 +264,7 @@ def generate_set(cfg: ReproduceConfig, data: str, cache: str, runs: dict, record
     import torch
     from PIL import Image
 
-    from egoframe.evaluation.generation_set import write_generation_set
-    from egoframe.pipelines.baselines import as_method, method_kwargs
-    from egoframe.pipelines.loading import load_pipeline
-    from egoframe.vllm.cache import VllmEmbeddingCache
+    from egoframe.pipelines.baselines import as_method, method_kwargs  # lazy: pulls diffusers
 
     root = os.path.join(cfg.out_dir, "generation_set")
     samples = reference_samples(root, data, records, cfg.resolution)
@@ -315,8 +310,6 @@ def generate_set(cfg: ReproduceConfig, data: str, cache: str, runs: dict, record
 
 
 def evaluate_set(cfg: ReproduceConfig, set_dir: str, oracle: str):
-    from egoframe.evaluation.runner import EvalConfig, evaluate_folder
-
     weights = MetricWeights(**{**asdict(cfg.weights), "oracle": oracle, "world": cfg.world})
     metrics = ["action-success", "state-acc", "psnr", "ssim", "l1", "l2", *cfg.extra_metrics]
     return evaluate_folder(set_dir, out_dir=os.path.join(cfg.out_dir, "eval"),
@@ -382,8 +375,6 @@ def order_checks(summary: dict, metrics: list[str]) -> list[dict]:
     """The paper's orderings per metric. The p-values of one metric's claims (one table) are Holm-adjusted
     (``p_holm``); a verdict is *holds* / *reversed* only when the interval lies on one side of 0 and the
     claim survives Holm's correction (the unadjusted interval and p agree by construction, see stats)."""
-    from egoframe.evaluation.stats import holm
-
     out = []
     for better, worse in CLAIMS:
         for metric in metrics:
@@ -434,8 +425,6 @@ def metric_bars(summary: dict, methods: list[str], colours: list[str], path: str
 def image_grid(set_dir: str, methods: list[str], path: str, rows: int = 6) -> str:
     """The first ``rows`` samples of a generation set: input, each method's image, ground truth."""
     from PIL import Image
-
-    from egoframe.evaluation.generation_set import read_generation_set
 
     plt = _pyplot()
     gen = read_generation_set(set_dir)
@@ -585,7 +574,6 @@ def reproduce(config: ReproduceConfig, command: str = "egoframe reproduce --worl
     cfg = config.resolved()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    from egoframe.world import WorldManifest
 
     WorldManifest.load(cfg.world)  # fail fast on a wrong --world
     for metric in cfg.extra_metrics:

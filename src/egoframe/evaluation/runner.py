@@ -19,8 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
+import egoframe.evaluation.pixel as pixel
+import egoframe.evaluation.stats as stats
 from egoframe.errors import InputError
-from egoframe.evaluation import stats
+from egoframe.evaluation.blip import BlipCaptioner, blip_similarity
+from egoframe.evaluation.clip_dino import ClipScorer, DinoScorer
+from egoframe.evaluation.egovlp import EgoVlpScorer
+from egoframe.evaluation.frechet import frechet_distance_from_features
+from egoframe.evaluation.generation_set import read_generation_set
+from egoframe.evaluation.images import match_size, to_float01
+from egoframe.evaluation.inception import FidFeatureExtractor
+from egoframe.evaluation.lpips import Lpips
+from egoframe.evaluation.oracle import OracleScorer
+from egoframe.evaluation.text import SentenceEmbedder
+from egoframe.utils.images import load_image
 
 # name -> (higher is better, needs, description)
 METRICS: dict[str, tuple[bool, str, str]] = {
@@ -107,38 +119,22 @@ def _load_scorers(config: EvalConfig) -> dict:
     wanted = set(config.metrics)
     for name, net in (("lpips", "squeeze"), ("lpips-alex", "alex"), ("lpips-vgg", "vgg")):
         if name in wanted:
-            from egoframe.evaluation.lpips import Lpips
-
             scorers[name] = Lpips.from_dir(w.lpips, net, device=dev)
     if "fid" in wanted:
-        from egoframe.evaluation.inception import FidFeatureExtractor
-
         scorers["fid"] = FidFeatureExtractor.from_file(w.inception, device=dev, resolution=config.fid_resolution)
     if wanted & {"clip-i", "clip-t"}:
-        from egoframe.evaluation.clip_dino import ClipScorer
-
         scorers["clip"] = ClipScorer(w.clip, device=dev, long_text=config.long_text,
                                      what="CLIP-T" if "clip-t" in wanted else "CLIP-I", needs_text="clip-t" in wanted)
     if "dino" in wanted:
-        from egoframe.evaluation.clip_dino import DinoScorer
-
         scorers["dino"] = DinoScorer(w.dino, device=dev)
     if wanted & {"egovlp", "egovlp+"}:
-        from egoframe.evaluation.egovlp import EgoVlpScorer
-
         scorers["egovlp"] = EgoVlpScorer.from_file(w.egovlp, clip_frames=config.clip_frames, device=dev)
     for name, folder, flag in (("blip-b", w.blip_b, "--blip-b"), ("blip-l", w.blip_l, "--blip-l")):
         if name in wanted:
-            from egoframe.evaluation.blip import BlipCaptioner
-
             scorers[name] = BlipCaptioner(folder, device=dev, flag=flag)
     if wanted & {"blip-b", "blip-l"}:
-        from egoframe.evaluation.text import SentenceEmbedder
-
         scorers["text"] = SentenceEmbedder(w.text_model, device=dev)
     if wanted & set(ORACLE_METRICS):
-        from egoframe.evaluation.oracle import OracleScorer
-
         scorers["oracle"] = OracleScorer(w.oracle, w.world, device=dev)
     return scorers
 
@@ -169,10 +165,6 @@ def evaluate_folder(generated_dir: str | os.PathLike, reference_dir: str | os.Pa
     Pixel metrics and LPIPS compare at the generated image's size: a target of another size is resized
     to it (PIL bicubic on float data) and a note says so.
     """
-    from egoframe.evaluation.generation_set import read_generation_set
-    from egoframe.evaluation.images import match_size, to_float01
-    from egoframe.utils.images import load_image
-
     if config is None:
         config = EvalConfig(metrics=list(metrics or ["psnr", "ssim", "l1", "l2"]))
     elif metrics:
@@ -226,16 +218,12 @@ def evaluate_folder(generated_dir: str | os.PathLike, reference_dir: str | os.Pa
 
 
 def _score(metric, scorers, config, samples, generated, sized_targets, targets):
-    from egoframe.evaluation import pixel
-
     if metric in ("psnr", "ssim", "l1", "l2"):
         fn = getattr(pixel, metric)
         return [fn(g, t) for g, t in zip(generated, sized_targets)]
     if metric.startswith("lpips"):
         return scorers[metric](generated, sized_targets, batch_size=config.batch_size)
     if metric == "fid":
-        from egoframe.evaluation.frechet import frechet_distance_from_features
-
         extractor = scorers["fid"]
         gen_feats = extractor.features(generated, batch_size=config.batch_size)
         ref_feats = extractor.features(targets, batch_size=config.batch_size)
@@ -255,8 +243,6 @@ def _score(metric, scorers, config, samples, generated, sized_targets, targets):
     if metric == "egovlp+":
         return scorers["egovlp"].egovlp_plus(generated, targets)
     if metric in ("blip-b", "blip-l"):
-        from egoframe.evaluation.blip import blip_similarity
-
         values, caps = blip_similarity(scorers[metric], scorers["text"], generated, [s.description for s in samples])
         return np.asarray(values, dtype=np.float64), caps
     if metric in ORACLE_METRICS:

@@ -25,7 +25,20 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from egoframe.data.curate import REPORT_FILE, CurationConfig, curate
+from egoframe.data.records import load_records
+from egoframe.enrichment import attach_descriptions, enrich_dataset
+from egoframe.enrichment.rules import RuleConfig
 from egoframe.errors import InputError
+from egoframe.evaluation import stats
+from egoframe.evaluation.generation_set import Sample
+from egoframe.evaluation.oracle import OracleScorer, resolve_oracle
+from egoframe.evaluation.pixel import psnr, ssim
+from egoframe.pipelines.loading import load_pipeline
+from egoframe.utils.images import load_image, pil_to_tensor, tensor_to_pil
+from egoframe.utils.progress import ProgressBar
+from egoframe.world import WorldManifest, make_world
+from egoframe.world.facts import AMBIGUITIES, label_ambiguity, unchanged_pair
 
 METHODS = ("vllm", "annotation", "label", "copy")
 GENERATED = ("vllm", "annotation", "label")
@@ -82,8 +95,6 @@ class EvalWorldConfig:
 def run_eval_world(config: EvalWorldConfig, say=print) -> dict:
     import torch
 
-    from egoframe.evaluation.oracle import resolve_oracle
-
     config.validate()
     oracle_dir = resolve_oracle(config.oracle)  # fail before any work when no oracle can be had
     if config.threads:
@@ -107,12 +118,8 @@ def run_eval_world(config: EvalWorldConfig, say=print) -> dict:
 
 
 def _world(config: EvalWorldConfig, world: str, say) -> None:
-    from egoframe.world import make_world
-
     manifest = os.path.join(world, "manifest.json")
     if os.path.isfile(manifest):
-        from egoframe.world import WorldManifest
-
         wc = WorldManifest.load(world).config
         if (wc.seed, wc.n_videos) != (config.world_seed, config.videos):
             raise InputError(f"{world} holds world seed {wc.seed} with {wc.n_videos} videos, not seed "
@@ -123,8 +130,6 @@ def _world(config: EvalWorldConfig, world: str, say) -> None:
 
 
 def _curate(config: EvalWorldConfig, world: str, data: str, say) -> None:
-    from egoframe.data.curate import REPORT_FILE, CurationConfig, curate
-
     if os.path.isfile(os.path.join(data, REPORT_FILE)):
         return
     say("eval-world: curating")
@@ -137,18 +142,12 @@ def _curate(config: EvalWorldConfig, world: str, data: str, say) -> None:
 
 
 def _enrich(data: str) -> None:
-    from egoframe.enrichment import enrich_dataset
-    from egoframe.enrichment.rules import RuleConfig
-
     summary = enrich_dataset(data, backend="rules", rules=RuleConfig(surface="counter"))
     if summary.failed:
         raise InputError(f"{summary.failed} descriptions failed: see {data}/descriptions.parquet")
 
 
 def _pairs(config: EvalWorldConfig, data: str):
-    from egoframe.data.records import load_records
-    from egoframe.enrichment import attach_descriptions
-
     records = sorted((r for r in load_records(data) if config.split == "all" or r.split == "test"),
                      key=lambda r: r.id)
     if not records:
@@ -164,9 +163,7 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
     import torch
     from PIL import Image
 
-    from egoframe.evaluation.generation_set import Sample
-    from egoframe.pipelines.loading import load_pipeline
-    from egoframe.pipelines.lego import choose_sampling
+    from egoframe.pipelines.lego import choose_sampling  # lazy: pulls diffusers
 
     root = config.out
     methods = [m for m in config.methods if m in GENERATED]
@@ -211,7 +208,6 @@ def _generate(config: EvalWorldConfig, records, data: str, say):
         if todo:
             say(f"eval-world: generating {len(todo)} frames ({steps} steps, image {sampling['image_guidance_scale']} / "
                 f"text {sampling['guidance_scale']}, guidance interval {tuple(sampling['guidance_interval'])})")
-        from egoframe.utils.progress import ProgressBar
 
         with ProgressBar(config.progress, "generating", len(todo)) as bar:
             for method in methods:
@@ -246,8 +242,6 @@ def _roundtrip(samples, pipe) -> None:
     import torch
     from PIL import Image
 
-    from egoframe.utils.images import pil_to_tensor, tensor_to_pil
-
     size = pipe.resolution
     with torch.no_grad():
         for start in range(0, len(samples), 32):
@@ -263,11 +257,6 @@ def _roundtrip(samples, pipe) -> None:
 
 
 def _score(config: EvalWorldConfig, samples, world: str, oracle_dir: str) -> dict:
-    from egoframe.evaluation import stats
-    from egoframe.evaluation.oracle import OracleScorer
-    from egoframe.evaluation.pixel import psnr, ssim
-    from egoframe.utils.images import load_image
-
     scorer = OracleScorer(oracle_dir, world)
     columns = [m for m in config.methods] + ["target"]
     path_of = lambda s, m: s.target if m == "target" else s.generated[m]  # noqa: E731
@@ -279,7 +268,6 @@ def _score(config: EvalWorldConfig, samples, world: str, oracle_dir: str) -> dic
         per_sample[m] = {"action_success": success, "state_accuracy": accuracy,
                          "psnr": [min(psnr(i, t), 100.0) for i, t in zip(images, targets)],
                          "ssim": [ssim(i, t) for i, t in zip(images, targets)]}
-    from egoframe.world.facts import AMBIGUITIES, label_ambiguity
 
     # what each sample's bare label leaves open (which object / hand / destination), from the world's annotation
     ambiguity = [label_ambiguity(scorer.world.action(s.extra["video_id"], s.sample_id)["completions"])
@@ -306,8 +294,6 @@ def _score(config: EvalWorldConfig, samples, world: str, oracle_dir: str) -> dic
         methods[m] = entry
     if "copy" in per_sample:
         # why a copied input passes: its pair's true states show no change (timing / curation), or the reader errs
-        from egoframe.world.facts import unchanged_pair
-
         unchanged = [unchanged_pair(scorer.world, s.extra["video_id"], s.extra["verb"], int(s.extra["input_frame"]),
                                     int(s.extra["target_frame"])) for s in samples]
         passed = [bool(x) for x in per_sample["copy"]["action_success"]]
@@ -356,8 +342,6 @@ def _score(config: EvalWorldConfig, samples, world: str, oracle_dir: str) -> dic
 
 
 def _write_report(config: EvalWorldConfig, summary: dict, samples) -> None:
-    from egoframe.evaluation import stats
-
     lines = [f"# eval-world: {os.path.basename(os.path.abspath(config.model))} on world seed {config.world_seed}", "",
              f"n = {summary['n']} held-out pairs ({config.split} split of a fresh {config.videos}-video world), "
              f"scored by the oracle at {summary['oracle']}; mean [95 % bootstrap interval].", "",
