@@ -56,20 +56,20 @@ def main() -> None:
 
     import logging
 
-    import egoframe.vllm.embeddings as embeddings
+    import egoframe.pipelines.lego as lego  # the pipeline's own binding of extract_vllm_embeddings
     from PIL import Image
 
     # A random VLLM writes long nonsense answers; the cut warning per sample would drown the table.
     logging.getLogger("egoframe.models.text").setLevel(logging.ERROR)
     pipe = build(args.resolution)
     calls = {"n": 0}
-    real = embeddings.extract_vllm_embeddings
+    real = lego.extract_vllm_embeddings
 
     def counted(*a, **k):
         calls["n"] += 1
         return real(*a, **k)
 
-    embeddings.extract_vllm_embeddings = counted
+    lego.extract_vllm_embeddings = counted
     img = np.full((args.resolution, args.resolution, 3), 150, np.uint8)
     img[8:24, 10:26] = (220, 40, 40)
     frame = Image.fromarray(img)

@@ -80,16 +80,16 @@ def lego_with_vllm(tiny_lego_dir, tiny_config):
 
 @pytest.fixture()
 def vllm_calls(monkeypatch):
-    import egoframe.vllm.embeddings as embeddings
+    import egoframe.pipelines.lego as lego  # the pipeline's own binding of extract_vllm_embeddings
 
     calls = []
-    real = embeddings.extract_vllm_embeddings
+    real = lego.extract_vllm_embeddings
 
     def counting(vllm, images, actions, config=None):
         calls.append(list(actions))
         return real(vllm, images, actions, config)
 
-    monkeypatch.setattr(embeddings, "extract_vllm_embeddings", counting)
+    monkeypatch.setattr(lego, "extract_vllm_embeddings", counting)
     return calls
 
 

@@ -14,9 +14,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from egoframe.data.records import load_records
+from egoframe.enrichment import DESCRIPTIONS_FILE, attach_descriptions
 from egoframe.errors import ConfigError, ImageTooLargeError, InputError
+from egoframe.pipelines.default import load_default_pipeline
+from egoframe.pipelines.loading import load_pipeline
 from egoframe.utils.devices import check_device
 from egoframe.utils.images import IMAGE_EXTENSIONS, check_output_paths, load_image, save_image
+from egoframe.vllm.cache import VllmEmbeddingCache
 
 # torch.Generator.manual_seed takes [-2**63, 2**64 - 1]; row k uses seed + k.
 SEED_RANGE = (-(2**63), 2**64 - 1)
@@ -195,7 +200,7 @@ def generate_rows(rows: list[GenerateRow], settings: GenerateSettings, pipe=None
     check_output_paths(row.out for row in todo)
     cache = _open_embeddings(settings.embeddings, todo)
     todo, images = _read_inputs(todo, report)
-    from egoframe.pipelines.baselines import as_method, method_kwargs
+    from egoframe.pipelines.baselines import as_method, method_kwargs  # lazy: pulls diffusers
 
     if pipe is None:
         pipe = load_model(settings.model, report.notes)
@@ -239,7 +244,6 @@ def _open_embeddings(cache_dir: str | None, rows: list[GenerateRow]):
     """The VLLM embedding cache the rows read, checked to hold every row before any model loads."""
     if cache_dir is None:
         return None
-    from egoframe.vllm.cache import VllmEmbeddingCache
 
     if not os.path.isdir(cache_dir):
         raise InputError(f"--embeddings {cache_dir}: no such folder (make one with `egoframe vllm embed` or "
@@ -259,9 +263,6 @@ def rows_from_data(data: Path, out: Path, split: str = "test", limit: int | None
                    method: str = "lego") -> list[GenerateRow]:
     """One row per pair of a curated data set's ``split`` ("all": every pair), sorted by id, the first ``limit``
     of them; outputs go to ``out/<method>/<id>.png``, and each row keeps its target for the generation set."""
-    from egoframe.data.records import load_records
-    from egoframe.enrichment import DESCRIPTIONS_FILE, attach_descriptions
-
     if split not in ("train", "test", "all"):
         raise InputError(f"--split must be train, test or all, got {split!r}")
     if limit is not None and limit < 1:
@@ -309,7 +310,7 @@ def _read_inputs(todo: list[GenerateRow], report: GenerateReport) -> tuple[list[
 
 def resolve_sampling(pipe, settings: GenerateSettings, notes: list[str]) -> dict:
     """Explicit settings win; then the model's recommendation; then LEGO's published values."""
-    from egoframe.pipelines.lego import choose_sampling
+    from egoframe.pipelines.lego import choose_sampling  # lazy: pulls diffusers
 
     given = {"num_inference_steps": settings.steps, "image_guidance_scale": settings.image_guidance_scale,
              "guidance_scale": settings.guidance_scale, "guidance_interval": settings.guidance_interval}
@@ -323,7 +324,4 @@ def resolve_sampling(pipe, settings: GenerateSettings, notes: list[str]) -> dict
 
 
 def load_model(model: str | None, notes: list[str]):
-    from egoframe.pipelines.default import load_default_pipeline
-    from egoframe.pipelines.loading import load_pipeline
-
     return load_pipeline(model) if model else load_default_pipeline(notes)

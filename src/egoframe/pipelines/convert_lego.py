@@ -24,6 +24,7 @@ import copy
 import os
 
 from egoframe.errors import InputError, ModelLoadError
+from egoframe.utils.safe_loading import read_pickle_tensors
 
 # configs/train_ego4d.yaml of the public code (the LDM part); a checkpoint of another size needs its own
 # config (``original_config``: the YAML's dict, or its path).
@@ -88,8 +89,7 @@ def convert_lego_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, cli
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from egoframe.pipelines.lego import PAPER_SAMPLING, LegoPipeline
-    from egoframe.utils.safe_loading import read_pickle_tensors
+    from egoframe.pipelines.lego import PAPER_SAMPLING, LegoPipeline  # lazy: pulls diffusers
 
     state = read_pickle_tensors(ckpt)
     if not any(k.startswith(UNET_PREFIX) for k in state):
@@ -154,7 +154,7 @@ def convert_lego_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, cli
 
 def _conditioning(state: dict, width: int, n_text_encoder: int, num_image_tokens: int, num_text_tokens: int):
     """σ, μ, π of the checkpoint as LegoConditioning (the public code's null condition and no mask)."""
-    from egoframe.models.conditioning import LegoConditioning
+    from egoframe.models.conditioning import LegoConditioning  # lazy: pulls diffusers
 
     has_image = "projection_img.weight" in state
     has_text = "projection_txt.weight" in state

@@ -6,6 +6,8 @@ import logging
 import os
 from importlib import resources
 
+from egoframe.pipelines.loading import load_pipeline
+
 logger = logging.getLogger(__name__)
 
 RANDOM_WEIGHTS_WARNING = (
@@ -23,8 +25,7 @@ def default_model_dir() -> str | None:
 
 def load_default_pipeline(notes: list[str] | None = None):
     """The shipped trained model, or a tiny random-weight one (with a loud note saying so)."""
-    from egoframe.pipelines.lego import tiny_pipeline
-    from egoframe.pipelines.loading import load_pipeline
+    from egoframe.pipelines.lego import tiny_pipeline  # lazy: pulls diffusers
 
     path = default_model_dir()
     if path is not None:

@@ -31,6 +31,7 @@ from egoframe.models.kv_cache import cached_cross_attention
 from egoframe.models.text import encode_text
 from egoframe.models.tiny import tiny_components
 from egoframe.utils.images import fit_to_resolution, pil_to_tensor, tensor_to_pil, to_rgb
+from egoframe.vllm.embeddings import ExtractionConfig, VllmEmbeddings, extract_vllm_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +118,6 @@ class LegoPipeline(DiffusionPipeline):
 
     def attach_vllm(self, vllm, extraction=None) -> "LegoPipeline":
         """Use ``vllm`` for descriptions and embeddings when the caller gives none."""
-        from egoframe.vllm.embeddings import ExtractionConfig
-
         c = self.conditioning.config
         if self.conditioning.needs_vllm and vllm.d_llm != c.d_llm:
             raise InputError(f"the VLLM's hidden size {vllm.d_llm} does not match the conditioning's d_llm {c.d_llm}")
@@ -441,8 +440,6 @@ class LegoPipeline(DiffusionPipeline):
         """
         import hashlib
         import json
-
-        from egoframe.vllm.embeddings import VllmEmbeddings, extract_vllm_embeddings
 
         frames = ((pixels.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (B, 3, R, R)
         if not self.vllm_cache_size:

@@ -16,6 +16,8 @@ import os
 
 from egoframe.errors import EgoframeError, ModelLoadError
 from egoframe.utils.safe_loading import pipeline_folders, weights_kwargs
+from egoframe.vllm.embeddings import ExtractionConfig
+from egoframe.vllm.model import load_vllm
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +55,9 @@ def from_stable_diffusion(path: str, conditioning=None, in_channels: int = 8, al
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from egoframe.models.conditioning import LegoConditioning, LegoConditioningConfig
-    from egoframe.models.unet import grow_conv_in
-    from egoframe.pipelines.lego import LegoPipeline
+    from egoframe.models.conditioning import LegoConditioning, LegoConditioningConfig  # lazy: pulls diffusers
+    from egoframe.models.unet import grow_conv_in  # lazy: pulls diffusers
+    from egoframe.pipelines.lego import LegoPipeline  # lazy: pulls diffusers
 
     missing = [c for c in SD_COMPONENTS if not os.path.isdir(os.path.join(path, c))]
     if missing:
@@ -115,7 +117,7 @@ def check_consistency(pipe, path: str = "model") -> None:
 
 
 def _load_egoframe(path: str, kind: str = "LegoPipeline", allow_pickle: bool | None = None):
-    from egoframe.pipelines.lego import (
+    from egoframe.pipelines.lego import (  # lazy: pulls diffusers
         PAPER_SAMPLING,
         SAMPLING_FILE,
         VLLM_EXTRACTION_FILE,
@@ -125,9 +127,9 @@ def _load_egoframe(path: str, kind: str = "LegoPipeline", allow_pickle: bool | N
 
     pipeline_class = LegoPipeline
     if kind == "SDEditPipeline":
-        from egoframe.pipelines.baselines import SDEditPipeline  # same parts, a 4-channel (text-to-image) UNet
+        from egoframe.pipelines.baselines import SDEditPipeline  # lazy: pulls diffusers
 
-        pipeline_class = SDEditPipeline
+        pipeline_class = SDEditPipeline  # same parts, a 4-channel (text-to-image) UNet
 
     index = _read_index(path)
     missing = [n for n in ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "conditioning")
@@ -150,9 +152,6 @@ def _load_egoframe(path: str, kind: str = "LegoPipeline", allow_pickle: bool | N
         pipe.sampling_defaults = recommended
     vllm_dir = os.path.join(path, VLLM_SUBFOLDER)
     if os.path.isdir(vllm_dir):
-        from egoframe.vllm.embeddings import ExtractionConfig
-        from egoframe.vllm.model import load_vllm
-
         extraction = None
         extraction_file = os.path.join(vllm_dir, VLLM_EXTRACTION_FILE)
         if os.path.exists(extraction_file):

@@ -10,7 +10,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from egoframe.data.dataset import FramePairDataset
+from egoframe.enrichment import attach_descriptions
+from egoframe.enrichment.run import DESCRIPTIONS_FILE
 from egoframe.errors import ConfigError, InputError
+from egoframe.vllm.cache import VllmEmbeddingCache
 
 
 class PairSource:
@@ -19,10 +23,6 @@ class PairSource:
     def __init__(self, root: str, split: str, resolution: int, vllm_cache: str | None = None,
                  need_vllm: bool = False, need_descriptions: bool = False):
         import os
-
-        from egoframe.data.dataset import FramePairDataset
-        from egoframe.enrichment import attach_descriptions
-        from egoframe.enrichment.run import DESCRIPTIONS_FILE
 
         self.dataset = FramePairDataset(root, resolution=resolution, split=split, flip=False)
         if len(self.dataset) == 0:
@@ -38,8 +38,6 @@ class PairSource:
                 )
         self.cache = None
         if need_vllm:
-            from egoframe.vllm.cache import VllmEmbeddingCache
-
             self.cache = VllmEmbeddingCache(vllm_cache)
             missing = [r.id for r in self.dataset.records if r.id not in self.cache]
             if missing:

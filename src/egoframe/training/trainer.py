@@ -24,11 +24,27 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from egoframe.data.records import RECORDS_FILE
 from egoframe.diffusion import cfg_dropout, diffusion_target, encode_image_latents
 from egoframe.errors import ConfigError
+from egoframe.models.text import encode_text
+from egoframe.models.tiny import TinyConfig, tiny_components
+from egoframe.pipelines.loading import check_consistency, load_pipeline
 from egoframe.training.config import TrainConfig
-from egoframe.utils.checkpoint import truncate_jsonl_log
+from egoframe.training.data import PairSource, augment, batch_indices
+from egoframe.training.ema import Ema
+from egoframe.utils.checkpoint import (
+    atomic_write_json,
+    load_tensors,
+    optimizer_from_files,
+    optimizer_to_files,
+    rng_from_files,
+    rng_to_files,
+    save_tensors,
+    truncate_jsonl_log,
+)
 from egoframe.utils.progress import ProgressBar
+from egoframe.vllm.model import load_vllm
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +87,9 @@ class TrainResult:
 
 def build_pipeline(config: TrainConfig, cache=None):
     """The pipeline to train, from the tiny architecture, a Stable Diffusion dir or an egoframe dir."""
-    from egoframe.models.autoencoder import load_autoencoder
-    from egoframe.models.conditioning import ABLATIONS, LegoConditioningConfig
-    from egoframe.models.tiny import TinyConfig, tiny_components
-    from egoframe.pipelines.lego import LegoPipeline
-    from egoframe.pipelines.loading import check_consistency, load_pipeline
+    from egoframe.models.autoencoder import load_autoencoder  # lazy: pulls diffusers
+    from egoframe.models.conditioning import ABLATIONS, LegoConditioningConfig  # lazy: pulls diffusers
+    from egoframe.pipelines.lego import LegoPipeline  # lazy: pulls diffusers
 
     vllm_sizes = {}
     if cache is not None:
@@ -119,7 +133,7 @@ def _text_to_image(pipe):
     """
     from diffusers import UNet2DConditionModel
 
-    from egoframe.pipelines.baselines import SDEditPipeline
+    from egoframe.pipelines.baselines import SDEditPipeline  # lazy: pulls diffusers
 
     unet = pipe.unet
     if unet.config.in_channels != 4:
@@ -156,8 +170,6 @@ def lr_factor(optim, step: int) -> float:
 
 def save_checkpoint(out_dir, step, denoiser, optimizer, lr_scheduler, ema, config, keep: int) -> str:
     """Everything a resume needs, in a directory that appears atomically (tmp dir + rename)."""
-    from egoframe.utils.checkpoint import atomic_write_json, optimizer_to_files, rng_to_files, save_tensors
-
     root = os.path.join(out_dir, CHECKPOINTS)
     os.makedirs(root, exist_ok=True)
     final = os.path.join(root, f"step-{step:08d}")
@@ -184,8 +196,6 @@ def save_checkpoint(out_dir, step, denoiser, optimizer, lr_scheduler, ema, confi
 
 
 def load_checkpoint(path, denoiser, optimizer, lr_scheduler, ema, config) -> int:
-    from egoframe.utils.checkpoint import load_tensors, optimizer_from_files, rng_from_files
-
     with open(os.path.join(path, "state.json")) as fh:
         state = json.load(fh)
     saved = TrainConfig.model_validate(state["config"])
@@ -236,8 +246,6 @@ class _Frozen:
 
     @torch.no_grad()
     def text_states(self, texts: list[str]) -> torch.Tensor:
-        from egoframe.models.text import encode_text
-
         todo = [t for t in dict.fromkeys(texts) if t not in self.text]
         if todo:
             states = encode_text(self.pipe.tokenizer, self.pipe.text_encoder, todo)
@@ -311,8 +319,6 @@ class _Frozen:
 
 
     def batch(self, indices: list[int], generator: torch.Generator, flip: bool, crop_scale: float):
-        from egoframe.training.data import augment
-
         if self.precompute:
             parts = [self.latents[i] for i in indices]
             return tuple(torch.stack([p[j] for p in parts]) for j in range(3))
@@ -331,8 +337,6 @@ def latent_cache_key(config: "TrainConfig", pipe, n_items: int) -> str:
     the VAE's weights (a checksum of its parameters)."""
     import hashlib
 
-    from egoframe.data.records import RECORDS_FILE
-
     records = os.path.join(config.data.root, RECORDS_FILE)
     stat = os.stat(records) if os.path.exists(records) else None
     digest = hashlib.sha256()
@@ -349,10 +353,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     """Train (or resume) and export the EMA model to ``<out_dir>/model``; returns what was done."""
     from accelerate import Accelerator
     from diffusers import DDPMScheduler
-
-    from egoframe.training.data import PairSource, batch_indices
-    from egoframe.training.ema import Ema
-    from egoframe.utils.checkpoint import atomic_write_json
 
     config.check_paths()
     out_dir = config.log.out_dir
@@ -501,8 +501,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
 
 def export_model(pipe, ema, denoiser, config: TrainConfig) -> str:
     """Save the EMA weights as a complete egoframe model directory (with its VLLM, when given)."""
-    from egoframe.utils.checkpoint import atomic_write_json
-
     model_dir = os.path.join(config.log.out_dir, "model")
     tmp = f"{model_dir}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -512,8 +510,6 @@ def export_model(pipe, ema, denoiser, config: TrainConfig) -> str:
                               "guidance_interval": list(config.log.sample_guidance_interval)}
     with ema.swapped_in(denoiser):
         if config.model.vllm and pipe.vllm is None:
-            from egoframe.vllm.model import load_vllm
-
             pipe.attach_vllm(load_vllm(config.model.vllm))
         pipe.save_pretrained(tmp)
     atomic_write_json(os.path.join(tmp, CONFIG_FILE), config.model_dump(mode="json"))
@@ -530,8 +526,6 @@ def _record_digests(accelerator, denoiser, out_dir: str) -> None:
     import hashlib
 
     from accelerate.utils import gather_object
-
-    from egoframe.utils.checkpoint import atomic_write_json
 
     h = hashlib.sha256()
     for name, p in sorted(accelerator.unwrap_model(denoiser).state_dict().items()):
@@ -596,8 +590,6 @@ def _tensorboard(config: TrainConfig, accelerator):
 def _sample_grid(pipe, ema, denoiser, config: TrainConfig, name: str) -> str | None:
     """Save rows of (input, generated, target) for the first validation pairs, with the EMA weights."""
     from PIL import Image
-
-    from egoframe.training.data import PairSource
 
     try:
         val = PairSource(config.data.root, config.data.val_split, config.data.resolution, config.data.vllm_cache,

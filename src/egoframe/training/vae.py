@@ -16,8 +16,17 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from egoframe.data.dataset import FramePairDataset
 from egoframe.errors import ConfigError, InputError
 from egoframe.evaluation.pixel import psnr_from_mse
+from egoframe.models.tiny import TinyConfig, tiny_components
+from egoframe.utils.checkpoint import (
+    atomic_write_json,
+    load_tensors,
+    optimizer_from_files,
+    optimizer_to_files,
+    save_tensors,
+)
 from egoframe.utils.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
@@ -52,10 +61,6 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
     factor is set to 1 / std of the training latents, as Stable Diffusion's 0.18215 was.
     """
     from diffusers import AutoencoderKL
-
-    from egoframe.data.dataset import FramePairDataset
-    from egoframe.models.tiny import TinyConfig, tiny_components
-    from egoframe.utils.checkpoint import atomic_write_json
 
     if config.steps < 1 or config.batch_size < 1:
         raise ConfigError("steps and batch_size must be >= 1")
@@ -132,9 +137,7 @@ def fit_patch_autoencoder(data: str, out_dir: str, resolution: int = 128, patch_
     Nothing is learned but the mean colour and one scale (seconds); the latent of a 128 px frame at patch 4 is
     48 x 32 x 32 and decodes back exactly. A finished directory is reused as it is.
     """
-    from egoframe.data.dataset import FramePairDataset
-    from egoframe.models.autoencoder import PatchAutoencoder
-    from egoframe.utils.checkpoint import atomic_write_json
+    from egoframe.models.autoencoder import PatchAutoencoder  # lazy: pulls diffusers
 
     if resolution % patch_size:
         raise ConfigError(f"resolution {resolution} is not divisible by the patch size {patch_size}")
@@ -165,8 +168,6 @@ def _save_checkpoint(path, vae, optimizer, generator, step, config) -> None:
     """Weights, optimizer and sampling RNG, written to a temp dir and renamed (atomic)."""
     import shutil
 
-    from egoframe.utils.checkpoint import atomic_write_json, optimizer_to_files, save_tensors
-
     tmp = f"{path}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
@@ -180,8 +181,6 @@ def _save_checkpoint(path, vae, optimizer, generator, step, config) -> None:
 
 def _load_checkpoint(path, vae, optimizer, generator, config) -> int:
     import json
-
-    from egoframe.utils.checkpoint import load_tensors, optimizer_from_files
 
     if not os.path.exists(os.path.join(path, "state.json")):
         return 0
