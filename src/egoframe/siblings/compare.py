@@ -27,8 +27,28 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 
+from egoframe.data.records import load_records
+from egoframe.diffusion import encode_image_latents
 from egoframe.errors import ConfigError, InputError
+from egoframe.evaluation.generation_set import write_generation_set
+from egoframe.evaluation.oracle import REPORT_FILE, OracleReader, resolve_oracle
+from egoframe.evaluation.reproduce import (
+    held_out_records,
+    image_grid,
+    metric_bars,
+    metric_table,
+    oracle_section,
+    paired_difference,
+    reference_samples,
+    verdict,
+)
+from egoframe.evaluation.runner import EvalConfig, MetricWeights, evaluate_folder
+from egoframe.pipelines.loading import load_pipeline
 from egoframe.siblings import train as sibling_train
+from egoframe.siblings.pipeline import SIBLING_FILE, load_sibling_pipeline
+from egoframe.siblings.reasoning import write_reasoning_variant
+from egoframe.utils.images import tensor_to_pil
+from egoframe.world import WorldManifest
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +92,6 @@ class CompareConfig:
             return value if value is not None else (small if self.small else full)
 
         out = CompareConfig(**asdict(self))
-        from egoframe.evaluation.oracle import resolve_oracle
 
         out.data, out.world = (os.path.abspath(p) for p in (self.data, self.world))
         out.oracle = os.path.abspath(resolve_oracle(self.oracle))
@@ -113,9 +132,6 @@ class CompareConfig:
 def check_inputs(cfg: CompareConfig) -> dict:
     """Fail in one line on a bad --data, --world, --oracle or --lego before anything trains; returns the
     oracle's own report (empty when it has none)."""
-    from egoframe.evaluation.oracle import REPORT_FILE, OracleReader
-    from egoframe.world import WorldManifest
-
     if not os.path.isfile(os.path.join(cfg.data, "pairs.parquet")):
         raise InputError(f"--data {cfg.data} is not a curated data set (no pairs.parquet)")
     WorldManifest.load(cfg.world)
@@ -131,11 +147,8 @@ def check_inputs(cfg: CompareConfig) -> dict:
 
 def prepare_data(cfg: CompareConfig) -> tuple[str, dict]:
     """The data the systems train and are evaluated on, and how many records it kept."""
-    from egoframe.data.records import load_records
-
     if not cfg.reasoning:
         return cfg.data, {}
-    from egoframe.siblings.reasoning import write_reasoning_variant
 
     root = os.path.join(cfg.out_dir, "data-reasoning")
     written = not os.path.isfile(os.path.join(root, "pairs.parquet"))
@@ -173,7 +186,6 @@ def run_configs(cfg: CompareConfig, system: str, root: str) -> list:
 def _finished(config) -> bool:
     if config.stage == 1:
         return os.path.isfile(os.path.join(config.out_dir, "stage1", "llm", "config.json"))
-    from egoframe.siblings.pipeline import SIBLING_FILE
 
     return os.path.isfile(os.path.join(config.out_dir, "model", SIBLING_FILE))  # written last by the export
 
@@ -283,10 +295,6 @@ def generate_set(cfg: CompareConfig, data: str, records) -> tuple[str, list[str]
     import torch
     from PIL import Image
 
-    from egoframe.evaluation.generation_set import write_generation_set
-    from egoframe.evaluation.reproduce import reference_samples
-    from egoframe.siblings.pipeline import load_sibling_pipeline
-
     root = os.path.join(cfg.out_dir, "generation_set")
     _check_generation_settings(cfg, root)
     samples = reference_samples(root, data, records, cfg.resolution)
@@ -332,8 +340,6 @@ def generate_set(cfg: CompareConfig, data: str, records) -> tuple[str, list[str]
         notes["made"] += _write_images(columns[VAE_TARGET],
                                        lambda rows: _vae_round_trip(vae_pipe, [targets[k] for k in rows]))
     if cfg.lego:
-        from egoframe.pipelines.loading import load_pipeline
-
         method = "lego-direct"
         columns[method] = paths_of(method)
         if not all(os.path.exists(p) for p in columns[method]):
@@ -377,9 +383,6 @@ def _vae_digest(vae_dir: str) -> str:
 def _vae_round_trip(pipe, images) -> list:
     import torch
 
-    from egoframe.diffusion import encode_image_latents
-    from egoframe.utils.images import tensor_to_pil
-
     with torch.no_grad():
         pixels = pipe.prepare_images(images, [])  # resized to the model's resolution, [-1, 1]
         latents = encode_image_latents(pipe.vae, pixels)  # (B, 4, h, w), the posterior's mode
@@ -387,8 +390,6 @@ def _vae_round_trip(pipe, images) -> list:
 
 
 def evaluate_set(cfg: CompareConfig, set_dir: str):
-    from egoframe.evaluation.runner import EvalConfig, MetricWeights, evaluate_folder
-
     return evaluate_folder(set_dir, out_dir=os.path.join(cfg.out_dir, "eval"),
                            config=EvalConfig(metrics=list(METRICS), weights=MetricWeights(oracle=cfg.oracle,
                                                                                           world=cfg.world),
@@ -412,8 +413,6 @@ def _label(method: str) -> str:
 
 def comparisons(summary: dict, cfg: CompareConfig, methods: list[str]) -> list[dict]:
     """Paired bootstrap differences: every generated column − copy; per system reasoning − direct."""
-    from egoframe.evaluation.reproduce import paired_difference, verdict
-
     wanted = [(m, COPY) for m in methods if m not in (COPY, "lego-reasoning")]  # LEGO's columns are identical
     if cfg.reasoning:
         wanted += [(f"{s}-reasoning", f"{s}-direct") for s in cfg.systems]
@@ -431,8 +430,6 @@ def comparisons(summary: dict, cfg: CompareConfig, methods: list[str]) -> list[d
 
 
 def _figures(summary: dict, set_dir: str, report_dir: str, cfg: CompareConfig, methods: list[str]) -> None:
-    from egoframe.evaluation.reproduce import image_grid, metric_bars
-
     palette = {"smartedit": "#1f77b4", "mgie": "#2ca02c", "rp2p": "#9467bd", "lego": "#d62728"}
     colours = []
     for m in methods:
@@ -446,8 +443,6 @@ def _figures(summary: dict, set_dir: str, report_dir: str, cfg: CompareConfig, m
 
 def write_report(cfg: CompareConfig, summary: dict, set_dir: str, methods: list[str], oracle_report: dict,
                  runs: dict, timings: dict, data_info: dict, notes: dict, command: str) -> str:
-    from egoframe.evaluation.reproduce import metric_table, oracle_section
-
     os.makedirs(cfg.report_dir, exist_ok=True)
     _figures(summary, set_dir, cfg.report_dir, cfg, methods)
     tests = comparisons(summary, cfg, methods)
@@ -542,8 +537,6 @@ def write_report(cfg: CompareConfig, summary: dict, set_dir: str, methods: list[
 def compare(config: CompareConfig, command: str = "egoframe sibling compare") -> str:
     """Run every step (reusing finished ones) and return the path of REPORT.md."""
     import torch
-
-    from egoframe.evaluation.reproduce import held_out_records
 
     cfg = config.resolved()
     if cfg.threads:

@@ -14,15 +14,13 @@ instruction as the question.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 
 from egoframe.errors import InputError, ModelLoadError
+from egoframe.vllm.embeddings import to_pil
+from egoframe.vllm.model import Vllm
 from egoframe.vllm.templates import PROMPT_FORMAT
-
-if TYPE_CHECKING:
-    from egoframe.vllm.model import Vllm
 
 TOKEN_FORMATS = {"smartedit": "<img_{}>", "mgie": "[IMG{}]"}
 
@@ -55,8 +53,6 @@ def prompt(instruction: str, image_token: str) -> str:
 
 
 def _pil(images):
-    from egoframe.vllm.embeddings import to_pil
-
     return [to_pil(im) for im in images]
 
 

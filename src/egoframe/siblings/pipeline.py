@@ -24,16 +24,21 @@ from diffusers import DiffusionPipeline
 from egoframe.diffusion import dual_cfg, encode_image_latents, randn_latents, step_kwargs
 from egoframe.errors import InputError, ModelLoadError
 from egoframe.models.kv_cache import cached_cross_attention
+from egoframe.models.text import encode_text
 from egoframe.pipelines.lego import LegoPipeline, LegoPipelineOutput, generation_mode, per_image
+from egoframe.siblings import llm
 from egoframe.siblings.connectors import (
     MgieConnector,
     Rp2pConnector,
     SiblingCondition,
     SmartEditConnector,
+    connector_class,
     conv_in_residual,
 )
+from egoframe.siblings.llm import generate_answers
 from egoframe.utils.images import tensor_to_pil
 from egoframe.utils.safe_loading import weights_kwargs
+from egoframe.vllm.model import load_vllm
 
 VLLM_SUBFOLDER = "vllm"
 SIBLING_FILE = "sibling.json"  # system name, the added tokens, and the answer policy, next to the weights
@@ -59,8 +64,6 @@ def connector_condition(connector, vllm, llm_model, frames: Sequence, instructio
     Shared by training (answers = the target descriptions, teacher-forced) and inference (answers written
     by the LLM, or empty). ReasonPix2Pix's LLaVA is frozen and has neither loss nor edit tokens.
     """
-    from egoframe.siblings import llm
-
     system = system_of(connector)
     if system == "rp2p":
         states, mask = llm.instruction_states(vllm, frames, instructions, connector.config.num_tokens)
@@ -102,8 +105,6 @@ class SiblingPipeline(DiffusionPipeline):
 
     def attach_vllm(self, vllm, generate_answers: bool = False) -> "SiblingPipeline":
         """Use ``vllm`` (its tokenizer must already hold the system's added tokens, see llm.add_edit_tokens)."""
-        from egoframe.siblings import llm
-
         c = self.connector.config
         if vllm.d_llm != c.d_llm:
             raise InputError(f"the LLM's hidden size {vllm.d_llm} does not match the connector's d_llm {c.d_llm}")
@@ -126,8 +127,6 @@ class SiblingPipeline(DiffusionPipeline):
             json.dump({"system": self.system, "generate_answers": self.generate_answers}, fh, indent=2)
 
     def null_condition(self, batch: int, like: SiblingCondition) -> SiblingCondition:
-        from egoframe.models.text import encode_text
-
         states = encode_text(self.tokenizer, self.text_encoder, [""]).to(like.states)  # (1, 77, D)
         if states.shape[1:] != like.states.shape[1:]:
             raise ModelLoadError(f"the connector yields {tuple(like.states.shape[1:])} states but the text encoder "
@@ -137,8 +136,6 @@ class SiblingPipeline(DiffusionPipeline):
 
     def write_answers(self, frames, instructions: Sequence[str], max_new_tokens: int = 24) -> list[str]:
         """The LLM's own answer before the edit tokens (MGIE's expressive instruction), greedy."""
-        from egoframe.siblings.llm import generate_answers
-
         return generate_answers(self.vllm, frames, instructions, self.edit_token_ids, max_new_tokens)
 
     @generation_mode
@@ -220,8 +217,6 @@ def _on(tensor, device):
 
 def load_sibling_pipeline(path: str, device: str | None = None) -> SiblingPipeline:
     """A saved sibling model directory (``egoframe sibling train`` output) with its LLM."""
-    from egoframe.vllm.model import load_vllm
-
     info_file = os.path.join(path, SIBLING_FILE)
     if not os.path.isfile(info_file):
         raise ModelLoadError(f"{path} has no {SIBLING_FILE}: not a sibling model (SmartEdit/MGIE/ReasonPix2Pix)")
@@ -243,8 +238,6 @@ def _load_components(path: str, system: str) -> dict:
     from the recorded system name instead. Weights are safetensors only (unless EGOFRAME_ALLOW_PICKLE=1).
     """
     import importlib
-
-    from egoframe.siblings.connectors import connector_class
 
     index_file = os.path.join(path, "model_index.json")
     if not os.path.isfile(index_file):

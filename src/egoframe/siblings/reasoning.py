@@ -20,8 +20,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from egoframe.data.records import ActionRecord
+from egoframe.data.records import RECORDS_FILE, ActionRecord, load_records, save_records
+from egoframe.enrichment.journal import Journal
+from egoframe.enrichment.openai_backend import ChatEnricher
 from egoframe.errors import InputError
+from egoframe.evaluation.pixel import l2
 from egoframe.utils.nlp import load_spacy
 
 # (verb, noun) -> reasoning instruction. Each names a need or a goal that only this action meets in the world.
@@ -51,8 +54,6 @@ def write_reasoning_variant(root: str, out_root: str) -> tuple[int, int]:
     """Copy ``root``'s records to ``out_root`` with ``extra["instruction"]`` = the reasoning instruction and
     ``extra["direct_instruction"]`` = the label (images are referenced, not copied); records without a rule
     are left out. Returns (kept, skipped)."""
-    from egoframe.data.records import RECORDS_FILE, load_records, save_records
-
     path = os.path.join(root, RECORDS_FILE)
     if not os.path.isfile(path):
         raise InputError(f"{root} has no {RECORDS_FILE}: pass a curated data set")
@@ -83,8 +84,6 @@ def _relative(root: str, out_root: str, rel: str) -> str:
 
 def change_l2(input_image, edited_image) -> float:
     """Mean squared difference in [0, 1] (papers/003 Eq. 1's divergence), same definition as evaluation.pixel.l2."""
-    from egoframe.evaluation.pixel import l2
-
     return l2(edited_image, input_image)
 
 
@@ -156,9 +155,6 @@ def generate_reasoning_instructions(triplets: Sequence[Triplet], journal_path: s
                                     ) -> dict[str, str]:
     """{triplet id: selected reasoning instruction} (papers/003 Eq. 2-3). ``cfg`` is an enrichment
     OpenAIConfig. Finished calls are read back from the journal, so an interrupted run resumes."""
-    from egoframe.enrichment.journal import Journal
-    from egoframe.enrichment.openai_backend import ChatEnricher
-
     if n_candidates < 1:
         raise InputError(f"n_candidates must be >= 1, got {n_candidates}")
     by_id = {t.id: t for t in triplets}

@@ -29,7 +29,29 @@ from torch import nn
 
 from egoframe.diffusion import cfg_dropout, diffusion_target, encode_image_latents
 from egoframe.errors import ConfigError
-from egoframe.models.autoencoder import downsampling_factor
+from egoframe.models.autoencoder import downsampling_factor, load_autoencoder
+from egoframe.models.text import encode_text
+from egoframe.models.tiny import TinyConfig, tiny_components
+from egoframe.pipelines.loading import from_stable_diffusion
+from egoframe.siblings import llm
+from egoframe.siblings.connectors import connector_class, conv_in_residual, load_bert_into_qformer
+from egoframe.siblings.pipeline import SiblingPipeline, connector_condition, frames_uint8
+from egoframe.training.data import PairSource, batch_indices
+from egoframe.training.ema import Ema
+from egoframe.training.trainer import latest_checkpoint
+from egoframe.utils.checkpoint import (
+    atomic_write_json,
+    load_tensors,
+    optimizer_from_files,
+    optimizer_to_files,
+    rng_from_files,
+    rng_to_files,
+    save_tensors,
+    truncate_jsonl_log,
+)
+from egoframe.utils.safe_loading import weights_kwargs
+from egoframe.vllm.model import load_vllm
+from egoframe.vllm.tiny import TinyVllmConfig, build_tiny_vllm, build_word_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -132,23 +154,15 @@ class SiblingTrainResult:
 
 
 def _build_llm(config: SiblingTrainConfig, source):
-    from egoframe.siblings import llm
-
     if config.init_from:
-        from egoframe.vllm.model import load_vllm
-
         vllm = load_vllm(os.path.join(config.init_from, "llm"))
     elif config.llm == "tiny":
-        from egoframe.vllm.tiny import TinyVllmConfig, build_tiny_vllm, build_word_tokenizer
-
         texts = [t for i in range(len(source)) for t in (*source.texts(i), _instruction(source, i))]
         tiny = TinyVllmConfig(**{"image_size": config.resolution, "patch_size": max(1, config.resolution // 4),
                                  "vision_hidden_size": 16, "vision_layers": 2, "vision_heads": 2,
                                  "text_hidden_size": 16, "text_layers": 1, "text_heads": 2, **config.tiny_llm})
         vllm = build_tiny_vllm(build_word_tokenizer(texts), tiny, seed=config.seed)
     else:
-        from egoframe.vllm.model import load_vllm
-
         vllm = load_vllm(config.llm)
     edit_ids: list[int] = []
     if config.system != "rp2p":
@@ -166,12 +180,8 @@ def _num_llm_tokens(config: SiblingTrainConfig) -> int:
 
 
 def _build_connector(config: SiblingTrainConfig, vllm, unet, latent_grid: int):
-    from egoframe.siblings.connectors import connector_class, load_bert_into_qformer
-
     cls = connector_class(config.system)
     if config.init_from:
-        from egoframe.utils.safe_loading import weights_kwargs
-
         folder = os.path.join(config.init_from, "connector")
         return cls.from_pretrained(folder, **weights_kwargs(folder))
     kwargs = dict(d_llm=vllm.d_llm, cross_attention_dim=unet.config.cross_attention_dim)
@@ -215,15 +225,6 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
     """
     from diffusers import DDPMScheduler
 
-    from egoframe.models.text import encode_text
-    from egoframe.models.tiny import TinyConfig, tiny_components
-    from egoframe.siblings import llm
-    from egoframe.siblings.connectors import conv_in_residual
-    from egoframe.siblings.pipeline import SiblingPipeline, connector_condition, frames_uint8
-    from egoframe.training.data import PairSource, batch_indices
-    from egoframe.training.ema import Ema
-    from egoframe.utils.checkpoint import atomic_write_json
-
     checkpoint = latest_sibling_checkpoint(config.out_dir) if resume else None
     if not checkpoint and os.path.exists(os.path.join(config.out_dir, LOSSES)):
         hint = "it has no checkpoint to resume from" if resume else "pass --resume to continue it"
@@ -239,16 +240,12 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
                              "cross_attention_dim": 32, "attention_head_dim": 8, **config.tiny})
         parts = tiny_components(tiny, ablation="descriptions", seed=config.seed)
     else:
-        from egoframe.pipelines.loading import from_stable_diffusion
-
         if not os.path.isdir(config.init):
             raise ConfigError(f"init: {config.init} is neither 'tiny' nor a Stable Diffusion directory")
         sd = from_stable_diffusion(config.init)
         parts = {name: getattr(sd, name) for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
     parts.pop("conditioning", None)  # LEGO's; the connector takes its place
     if config.vae:
-        from egoframe.models.autoencoder import load_autoencoder
-
         if not os.path.isfile(os.path.join(config.vae, "config.json")):
             raise ConfigError(f"vae: {config.vae} is not a VAE directory (made by `egoframe vae train`)")
         parts["vae"] = load_autoencoder(config.vae)
@@ -287,8 +284,6 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
     losses_path = os.path.join(config.out_dir, LOSSES)
     first = 0
     if checkpoint:
-        from egoframe.utils.checkpoint import truncate_jsonl_log
-
         first = _load_sibling_checkpoint(checkpoint, trained, llm_model, optimizer, ema)
         truncate_jsonl_log(losses_path, first)
         logger.info("resumed %s at step %d", config.out_dir, first)
@@ -393,8 +388,6 @@ CHECKPOINTS = "checkpoints"  # the directory name of egoframe.training.trainer.C
 
 def latest_sibling_checkpoint(out_dir: str) -> str | None:
     """The newest finished ``OUT/checkpoints/step-N`` (LEGO's trainer lays its checkpoints out the same way)."""
-    from egoframe.training.trainer import latest_checkpoint
-
     return latest_checkpoint(out_dir)
 
 
@@ -405,8 +398,6 @@ def _trainable_llm(llm_model) -> dict[str, torch.Tensor]:
 
 def _save_sibling_checkpoint(config, step: int, trained, llm_model, optimizer, ema) -> str:
     import shutil
-
-    from egoframe.utils.checkpoint import atomic_write_json, optimizer_to_files, rng_to_files, save_tensors
 
     root = os.path.join(config.out_dir, CHECKPOINTS)
     final = os.path.join(root, f"step-{step:08d}")
@@ -431,8 +422,6 @@ def _save_sibling_checkpoint(config, step: int, trained, llm_model, optimizer, e
 
 
 def _load_sibling_checkpoint(path: str, trained, llm_model, optimizer, ema) -> int:
-    from egoframe.utils.checkpoint import load_tensors, optimizer_from_files, rng_from_files
-
     with open(os.path.join(path, "state.json")) as fh:
         state = json.load(fh)
     try:
