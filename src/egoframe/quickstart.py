@@ -12,8 +12,20 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 
+from egoframe.data.curate import CurationConfig, curate
+from egoframe.enrichment import enrich_dataset
+from egoframe.enrichment.rules import RuleConfig
 from egoframe.errors import InputError
+from egoframe.evaluation.pixel import psnr_from_mse
+from egoframe.pipelines.loading import load_pipeline
+from egoframe.training.config import parse_config
+from egoframe.utils.checkpoint import atomic_write_json
 from egoframe.utils.stages import DONE_BEFORE, Stages
+from egoframe.vllm.cache import build_embedding_cache
+from egoframe.vllm.model import load_vllm
+from egoframe.vllm.train import VllmTrainConfig, train_vllm
+from egoframe.vllm.train import latest_checkpoint as latest_vllm_checkpoint
+from egoframe.world import make_world
 
 
 @dataclass
@@ -78,15 +90,11 @@ def run_quickstart(config: QuickstartConfig, say=print) -> dict:
 
 
 def _world(config: QuickstartConfig, out: str):
-    from egoframe.world import make_world
-
     make_world(out, n_videos=config.videos, seed=config.seed, resolution=2 * config.resolution,
                workers=config.workers, progress=config.progress)
 
 
 def _curate(config: QuickstartConfig, world: str, out: str):
-    from egoframe.data.curate import CurationConfig, curate
-
     # The world has no camera jumps to filter out, and its offline similarity feature is not CLIP's,
     # so the paper's [0.81, 0.97] CLIP window does not apply: every pair is kept (scores still recorded).
     curate(CurationConfig(format="ego4d", annotations=os.path.join(world, "annotations", "fho_main.json"),
@@ -95,42 +103,33 @@ def _curate(config: QuickstartConfig, world: str, out: str):
 
 
 def _enrich(data: str):
-    from egoframe.enrichment import enrich_dataset
-    from egoframe.enrichment.rules import RuleConfig
-
     summary = enrich_dataset(data, backend="rules", rules=RuleConfig(surface="counter"))
     if summary.failed:
         raise InputError(f"{summary.failed} descriptions failed: see {data}/descriptions.parquet")
 
 
 def _vae(config: QuickstartConfig, data: str, out: str):
-    from egoframe.training.vae import VaeTrainConfig, train_vae
+    from egoframe.training.vae import VaeTrainConfig, train_vae  # lazy: pulls torch
 
     train_vae(VaeTrainConfig(data=data, out_dir=out, resolution=config.resolution, steps=config.vae_steps,
                              seed=config.seed), progress=config.progress)
 
 
 def _vllm(config: QuickstartConfig, data: str, out: str):
-    from egoframe.vllm.train import VllmTrainConfig, latest_checkpoint, train_vllm
-
     if os.path.exists(os.path.join(out, "model", "config.json")):
         return DONE_BEFORE
     train_vllm(VllmTrainConfig(data_dir=data, out_dir=out, max_steps=config.vllm_steps, epochs=100,
                                seed=config.seed, save_every=100),
-               resume=latest_checkpoint(out) is not None, progress=config.progress)
+               resume=latest_vllm_checkpoint(out) is not None, progress=config.progress)
 
 
 def _embed(vllm_dir: str, data: str, cache: str):
-    from egoframe.vllm.cache import build_embedding_cache
-    from egoframe.vllm.model import load_vllm
-
     vllm = load_vllm(os.path.join(vllm_dir, "model"))
     build_embedding_cache(vllm, data, cache, batch_size=32, progress=True, model_dir=os.path.join(vllm_dir, "model"))
 
 
 def _diffusion(config: QuickstartConfig, data: str, cache: str, vae: str, vllm_dir: str, out: str):
-    from egoframe.training.config import parse_config
-    from egoframe.training.trainer import latest_checkpoint, train
+    from egoframe.training.trainer import latest_checkpoint, train  # lazy: pulls torch
 
     if os.path.exists(os.path.join(out, "model", "model_index.json")):
         return DONE_BEFORE
@@ -157,8 +156,7 @@ def write_report(config: QuickstartConfig, data: str, model_dir: str, out: str) 
     import torch
     from PIL import Image
 
-    from egoframe.pipelines.loading import load_pipeline
-    from egoframe.training.data import PairSource
+    from egoframe.training.data import PairSource  # lazy: pulls torch
 
     pipe = load_pipeline(model_dir)
     pipe.set_progress_bar_config(disable=True)
@@ -203,15 +201,11 @@ def write_report(config: QuickstartConfig, data: str, model_dir: str, out: str) 
 
 
 def _psnr(a, b) -> float:
-    from egoframe.evaluation.pixel import psnr_from_mse
-
     # [-1, 1] tensors: peak 2; floored so that a perfect copy reports a finite number in JSON
     return psnr_from_mse(max(float((a.clamp(-1, 1) - b).pow(2).mean()), 4e-12), peak=2.0)
 
 
 def _write_json(path: str, data) -> None:
-    from egoframe.utils.checkpoint import atomic_write_json
-
     atomic_write_json(path, data)
 
 

@@ -17,8 +17,19 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 
+from egoframe.enrichment import enrich_dataset
+from egoframe.enrichment.rules import RuleConfig
 from egoframe.errors import InputError
+from egoframe.evaluation.world_eval import EvalWorldConfig, run_eval_world
+from egoframe.quickstart import shipped_vae_dir
+from egoframe.training.config import parse_config
+from egoframe.utils.checkpoint import atomic_write_json
 from egoframe.utils.stages import DONE_BEFORE, Stages
+from egoframe.vllm.cache import build_embedding_cache
+from egoframe.vllm.model import load_vllm
+from egoframe.vllm.train import VllmTrainConfig, train_vllm
+from egoframe.vllm.train import latest_checkpoint as latest_vllm_checkpoint
+from egoframe.world.pairs import write_pairs
 
 
 @dataclass
@@ -76,8 +87,6 @@ class RecipeConfig:
         if self.resolution > self.pair_resolution:
             raise InputError(f"--resolution {self.resolution} is above the pairs' {self.pair_resolution} px")
         if self.vae is None:
-            from egoframe.quickstart import shipped_vae_dir
-
             if shipped_vae_dir() is None:
                 raise InputError("the shipped VAE is not installed: pass --vae train or --vae DIR")
         return self
@@ -105,7 +114,6 @@ def run_recipe(config: RecipeConfig, say=print) -> dict:
         summary["eval_world"] = stages.run("eval", lambda: _eval(config, model_dir, paths["eval"]))
     summary["timings_s"] = dict(stages.timings)
     summary["total_s"] = stages.total
-    from egoframe.utils.checkpoint import atomic_write_json
 
     atomic_write_json(os.path.join(out, "summary.json"), summary)
     return summary
@@ -115,16 +123,11 @@ def run_recipe(config: RecipeConfig, say=print) -> dict:
 
 
 def _pairs(config: RecipeConfig, out: str):
-    from egoframe.world.pairs import write_pairs
-
     write_pairs(out, n_pairs=config.pairs, seed=config.seed, resolution=config.pair_resolution,
                 workers=config.workers)
 
 
 def _enrich(data: str):
-    from egoframe.enrichment import enrich_dataset
-    from egoframe.enrichment.rules import RuleConfig
-
     if os.path.isfile(os.path.join(data, "descriptions.parquet")):
         return DONE_BEFORE
     summary = enrich_dataset(data, backend="rules", rules=RuleConfig(surface="counter"))
@@ -136,14 +139,12 @@ def _vae_dir(config: RecipeConfig, trained: str) -> str:
     if config.vae in ("train", "patch"):
         return trained
     if config.vae is None:
-        from egoframe.quickstart import shipped_vae_dir
-
         return shipped_vae_dir()
     return config.vae
 
 
 def _vae(config: RecipeConfig, data: str, out: str):
-    from egoframe.training.vae import VaeTrainConfig, fit_patch_autoencoder, train_vae
+    from egoframe.training.vae import VaeTrainConfig, fit_patch_autoencoder, train_vae  # lazy: pulls torch
 
     if config.vae == "patch":
         summary = fit_patch_autoencoder(data, out, resolution=config.resolution)
@@ -154,28 +155,21 @@ def _vae(config: RecipeConfig, data: str, out: str):
 
 
 def _vllm(config: RecipeConfig, data: str, out: str):
-    from egoframe.vllm.train import VllmTrainConfig, latest_checkpoint, train_vllm
-
     if os.path.exists(os.path.join(out, "model", "config.json")):
         return DONE_BEFORE
     train_vllm(VllmTrainConfig(data_dir=data, out_dir=out, epochs=config.vllm_epochs,
                                pretrain_vision_steps=config.vllm_pretrain_steps,
                                pretrain_vision_reading=config.vllm_reading, num_threads=config.vllm_threads, seed=0),
-               resume=latest_checkpoint(out) is not None, progress=config.progress)
+               resume=latest_vllm_checkpoint(out) is not None, progress=config.progress)
 
 
 def _embed(config: RecipeConfig, vllm_dir: str, data: str, cache: str):
-    from egoframe.vllm.cache import build_embedding_cache
-    from egoframe.vllm.model import load_vllm
-
     model = os.path.join(vllm_dir, "model")
     build_embedding_cache(load_vllm(model), data, cache, batch_size=32, progress=config.progress, model_dir=model)
 
 
 def diffusion_config(config: RecipeConfig, data: str, cache: str, vae: str, vllm_dir: str, out: str):
     """The training config of the recipe's diffusion stage (the shipped model's ``shipped.yaml``)."""
-    from egoframe.training.config import parse_config
-
     optim = {"batch_size": config.batch_size, "max_steps": config.steps, "lr": config.lr,
              "ema_decay": config.ema_decay, "warmup_steps": 50, "change_weight": config.change_weight}
     if config.decay_start is not None:
@@ -201,14 +195,14 @@ def diffusion_config(config: RecipeConfig, data: str, cache: str, vae: str, vllm
 
 
 def _is_patch(vae_dir: str) -> bool:
-    from egoframe.models.autoencoder import autoencoder_class
+    from egoframe.models.autoencoder import autoencoder_class  # lazy: pulls diffusers
 
     # not made yet (a dry look at the config): the KL layout
     return os.path.isfile(os.path.join(vae_dir, "config.json")) and autoencoder_class(vae_dir) == "PatchAutoencoder"
 
 
 def _diffusion(config: RecipeConfig, data: str, cache: str, vae: str, vllm_dir: str, out: str):
-    from egoframe.training.trainer import latest_checkpoint, train
+    from egoframe.training.trainer import latest_checkpoint, train  # lazy: pulls torch
 
     if os.path.exists(os.path.join(out, "model", "model_index.json")):
         return DONE_BEFORE
@@ -217,8 +211,6 @@ def _diffusion(config: RecipeConfig, data: str, cache: str, vae: str, vllm_dir: 
 
 
 def _eval(config: RecipeConfig, model_dir: str, out: str) -> dict:
-    from egoframe.evaluation.world_eval import EvalWorldConfig, run_eval_world
-
     summary = run_eval_world(EvalWorldConfig(model=model_dir, out=out, world_seed=config.eval_seed,
                                              videos=config.eval_videos, n=config.eval_n, split="all",
                                              progress=config.progress))
