@@ -82,3 +82,89 @@ def test_no_private_attributes_of_other_modules():
                     and node.attr.startswith("_") and not node.attr.startswith("__")):
                 bad.append((str(path.relative_to(ROOT)), f"{node.value.id}.{node.attr}"))
     assert not bad, f"private attributes of other modules: {sorted(set(bad))}"
+
+
+def _module_of(path: Path) -> str:
+    return ".".join(("egoframe", *path.relative_to(ROOT).with_suffix("").parts)).removesuffix(".__init__")
+
+
+def _names_egoframe(node: ast.AST) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return node.level == 0 and bool(node.module) and _in(node.module, ("egoframe",))
+    return isinstance(node, ast.Import) and any(_in(alias.name, ("egoframe",)) for alias in node.names)
+
+
+def test_lazy_internal_imports_say_why():
+    """Internal imports sit in the module's top import block, where they show the import graph. One that does
+    not (inside a function, or under ``if TYPE_CHECKING``) says why on its first line: ``# lazy: <reason>`` (a
+    cycle, or a heavy dependency such as diffusers behind the imported module). The faces import the
+    workflows inside their commands on purpose, so that ``egoframe --help`` starts fast: they are exempt."""
+    bad = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if _in(_module_of(path), FACES):
+            continue
+        source = path.read_text()
+        tree = ast.parse(source)
+        top = {id(node) for node in tree.body}
+        lines = source.splitlines()
+        for node in ast.walk(tree):
+            if id(node) not in top and _names_egoframe(node) and "# lazy:" not in lines[node.lineno - 1]:
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert not bad, ("internal imports below the top of the module without a `# lazy: <reason>` comment (move them "
+                     "to the top, or say why they wait):\n" + "\n".join(bad))
+
+
+def _module_level_imports(tree: ast.Module):
+    """The import statements a module runs when it is imported: its body, also inside if / try / with, but not
+    in functions or under ``if TYPE_CHECKING``."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If):
+            type_checking = "TYPE_CHECKING" in ast.unparse(node.test)
+            todo.extend(node.orelse if type_checking else node.body + node.orelse)
+        elif isinstance(node, ast.Try):
+            todo.extend(node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body])
+        elif isinstance(node, ast.With):
+            todo.extend(node.body)
+
+
+def test_no_import_cycles_at_module_level():
+    """No two modules import each other, directly or around a loop, when they are imported (lazy imports in
+    functions do not count). ``from egoframe.x import y`` runs ``egoframe.x`` (its ``__init__`` for a package)
+    and, when ``y`` is a module, ``egoframe.x.y``; a package a module lies in is already running."""
+    modules = {_module_of(path): path for path in ROOT.rglob("*.py")}
+    edges: dict[str, set[str]] = {m: set() for m in modules}
+    for module, path in modules.items():
+        own_packages = {module.rsplit(".", i)[0] for i in range(1, module.count(".") + 1)}
+        for node in _module_level_imports(ast.parse(path.read_text())):
+            if not _names_egoframe(node):
+                continue
+            if isinstance(node, ast.ImportFrom):
+                named = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                named = [a.name for a in node.names if _in(a.name, ("egoframe",))]
+            for target in named:
+                parts = target.split(".")
+                for i in range(2, len(parts) + 1):  # importing a.b.c runs a.b first (not egoframe itself)
+                    runs = ".".join(parts[:i])
+                    if runs in modules and runs != module and (runs == target or runs not in own_packages):
+                        edges[module].add(runs)
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(edges[module]):
+            if state.get(target) == 1:
+                cycles.append(" -> ".join(path[path.index(target):] + [target]))
+            elif target not in state:
+                visit(target, path + [target])
+        state[module] = 2
+
+    for module in sorted(modules):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "import cycles at module level:\n" + "\n".join(cycles)

@@ -8,6 +8,7 @@ Library entry points (the CLI's `egoframe study ...` commands are thin layers ov
 - :func:`compute_results`, :func:`paper_table`, :func:`write_plot`, :func:`votes_csv`: the analysis.
 
 FastAPI, SQLAlchemy and uvicorn are imported by the submodules that need them, not here.
+Its modules import egoframe.evaluation (and scipy with it) inside the functions that need it, on purpose.
 """
 
 from __future__ import annotations
