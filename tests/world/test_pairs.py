@@ -58,8 +58,11 @@ def test_written_pairs_are_a_data_set_that_training_reads_and_resume(tmp_path):
     assert rec.extra["object_name"] in describe(rec)
     # resuming: the same records, nothing re-rendered; more pairs extend the same ones
     before = sorted(os.listdir(os.path.join(out, "work")))
+    stamp = os.stat(os.path.join(out, "pairs.parquet")).st_mtime_ns
     again = write_pairs(out, 40, seed=5, resolution=64, test_every=3)
     assert again == report and sorted(os.listdir(os.path.join(out, "work"))) == before
+    # the pairs file is not rewritten (its size and mtime key a training run's latent cache)
+    assert os.stat(os.path.join(out, "pairs.parquet")).st_mtime_ns == stamp
     longer = write_pairs(out, 300, seed=5, resolution=64, test_every=3)
     assert longer["counts"]["pairs_kept"] == 300
     assert [r.id for r in FramePairDataset(out, resolution=32, split="all").records[:40]] == [r.id for r in ds.records]
