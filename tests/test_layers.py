@@ -1,7 +1,7 @@
 """The package's layers, checked on its import graph (every import, also those inside functions).
 
 faces (cli, demo, study) -> workflows (pipelines, training, evaluation, siblings, recipe, quickstart) -> parts
-(models, diffusion, world, data, vllm, enrichment, utils, errors). A part never imports a workflow or a face,
+(models, diffusion, engine, world, data, vllm, enrichment, utils, errors). A part never imports a workflow or a face,
 nothing below the faces imports a face, and no module imports another module's private (``_name``) names.
 """
 
@@ -16,7 +16,7 @@ ROOT = Path(egoframe.__file__).parent
 FACES = ("egoframe.cli", "egoframe.demo", "egoframe.study")
 WORKFLOWS = ("egoframe.pipelines", "egoframe.training", "egoframe.evaluation", "egoframe.siblings",
              "egoframe.recipe", "egoframe.quickstart")
-PARTS = ("egoframe.models", "egoframe.diffusion", "egoframe.world", "egoframe.data", "egoframe.vllm",
+PARTS = ("egoframe.models", "egoframe.diffusion", "egoframe.engine", "egoframe.world", "egoframe.data", "egoframe.vllm",
          "egoframe.enrichment", "egoframe.utils", "egoframe.errors")
 
 

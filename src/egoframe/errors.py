@@ -32,3 +32,7 @@ class MissingWeightsError(EgoframeError):
 
 class ConfigError(EgoframeError, ValueError):
     """An invalid configuration value (unknown key, wrong type, inconsistent settings)."""
+
+
+class TrainingDivergedError(EgoframeError):
+    """A training run's loss became NaN or infinite; the message says which setting to change."""

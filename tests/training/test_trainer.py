@@ -142,7 +142,7 @@ def test_existing_checkpoints_need_resume(pairs_dir, tmp_path):
     with pytest.raises(ConfigError, match="--resume"):
         train(config, progress=False)
     config.dropout.text = 0.2
-    with pytest.raises(ConfigError, match="dropout section changed"):
+    with pytest.raises(ConfigError, match="dropout changed"):
         train(config, resume=True, progress=False)
 
 

@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
+from egoframe.engine import Checkpoints
 from egoframe.errors import ConfigError
-from egoframe.training import vae as vae_module
 from egoframe.training.vae import VaeTrainConfig, train_vae
 
 
@@ -21,16 +21,16 @@ def test_vae_trains_saves_and_resumes_exactly(pairs_dir, tmp_path, monkeypatch):
     assert not (tmp_path / "straight" / "checkpoint").exists()  # removed once the model is saved
     assert train_vae(VaeTrainConfig(out_dir=str(tmp_path / "straight"), **base), progress=False)["reused"]
 
-    real_save = vae_module._save_checkpoint
+    real_save = Checkpoints.save
 
-    def save_then_die(*args):
-        real_save(*args)
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
         raise KeyboardInterrupt  # killed right after the step-2 checkpoint
 
-    monkeypatch.setattr(vae_module, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(Checkpoints, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train_vae(VaeTrainConfig(out_dir=str(tmp_path / "killed"), **base), progress=False)
-    monkeypatch.setattr(vae_module, "_save_checkpoint", real_save)
+    monkeypatch.setattr(Checkpoints, "save", real_save)
     assert (tmp_path / "killed" / "checkpoint" / "state.json").exists()
     train_vae(VaeTrainConfig(out_dir=str(tmp_path / "killed"), **base), progress=False)
     straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")

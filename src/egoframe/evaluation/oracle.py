@@ -27,18 +27,11 @@ import numpy as np
 
 import egoframe.evaluation.degrade as degrade
 from egoframe.data.records import load_records
+from egoframe.engine import Checkpoints, ModuleState, TrainState, run_steps
 from egoframe.errors import InputError, MissingWeightsError
 from egoframe.evaluation.images import to_pil
 from egoframe.evaluation.stats import bootstrap_ci
-from egoframe.utils.checkpoint import (
-    atomic_write_json,
-    load_tensors,
-    optimizer_from_files,
-    optimizer_to_files,
-    rng_from_files,
-    rng_to_files,
-    save_tensors,
-)
+from egoframe.utils.checkpoint import atomic_write_json, load_tensors, save_tensors
 from egoframe.utils.progress import ProgressBar
 from egoframe.world.config import WorldConfig
 from egoframe.world.facts import (  # noqa: F401  (the oracle's heads are the world's facts; re-exported)
@@ -550,49 +543,41 @@ def _train_on_stream(config: OracleConfig, progress: bool):
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps,
                                                    pct_start=0.1)
-    ckpt = os.path.join(config.out_dir, CHECKPOINT_DIR)
+    saver = Checkpoints(os.path.join(config.out_dir, CHECKPOINT_DIR), single=True)
+    state = TrainState(tensors={"model": ModuleState(model)}, optimizer=optimizer, scheduler=schedule)
     start, losses = 0, []
-    if os.path.isfile(os.path.join(ckpt, "state.json")):
-        with open(os.path.join(ckpt, "state.json")) as fh:
-            state = json.load(fh)
-        if state["config"] != config.to_dict():
+    if saver.latest():
+        with open(os.path.join(saver.root, "state.json")) as fh:
+            saved = json.load(fh)["config"]
+        if saved != config.to_dict():
             raise InputError(f"{config.out_dir} holds a checkpoint of a different oracle config; "
                              "use another --out or delete its checkpoint/ folder")
-        model.load_state_dict(load_tensors(os.path.join(ckpt, "model.safetensors")))
-        optimizer.load_state_dict(optimizer_from_files(load_tensors(os.path.join(ckpt, "optimizer.safetensors")),
-                                                       state["optimizer"]))
-        schedule.load_state_dict(state["schedule"])
-        rng_from_files(load_tensors(os.path.join(ckpt, "rng.safetensors")), state["rng"])  # dropout draws
-        start, losses = state["step"], state["losses"]
+        record = saver.load(saver.root, state)  # the RNG too: dropout draws
+        start, losses = record["step"], record["losses"]
         logger.info("oracle: resuming at step %d/%d", start, config.steps)
-
-    def save(step: int) -> None:
-        os.makedirs(ckpt, exist_ok=True)
-        opt_tensors, opt_rest = optimizer_to_files(optimizer)
-        save_tensors({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(ckpt, "model.safetensors"))
-        save_tensors(opt_tensors, os.path.join(ckpt, "optimizer.safetensors"))
-        rng_tensors, rng_rest = rng_to_files()
-        save_tensors(rng_tensors, os.path.join(ckpt, "rng.safetensors"))
-        atomic_write_json(os.path.join(ckpt, "state.json"), {  # written last: it names a complete checkpoint
-            "step": step, "losses": losses, "config": config.to_dict(), "optimizer": opt_rest,
-            "schedule": schedule.state_dict(), "rng": rng_rest})
 
     weights = class_weights(config) if config.class_balance else None
     model.train()
-    step = start
-    with ProgressBar(progress, "oracle", config.steps, start, fields={"loss": "-"}) as bar:
-        for x_uint8, labels in _prefetched(config, start, config.steps, workers=config.data_workers):
-            x = torch.from_numpy(x_uint8).float() / 127.5 - 1.0
-            loss = _loss(model(x), torch.from_numpy(labels), config.heads, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            step += 1
-            losses.append(round(float(loss.detach()), 5))
-            bar.update(step, loss=f"{losses[-1]:.4f}")
-            if step % config.checkpoint_every == 0 and step < config.steps:
-                save(step)
+    batches = _prefetched(config, start, config.steps, workers=config.data_workers)
+
+    def step_fn(step: int) -> float:
+        x_uint8, labels = next(batches)
+        x = torch.from_numpy(x_uint8).float() / 127.5 - 1.0
+        loss = _loss(model(x), torch.from_numpy(labels), config.heads, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(round(float(loss.detach()), 5))
+        return losses[-1]
+
+    try:
+        with ProgressBar(progress, "oracle", config.steps, start, fields={"loss": "-"}) as bar:
+            run_steps(step_fn, start, config.steps, bar=bar, checkpoint_every=config.checkpoint_every,
+                      checkpoint=lambda done: saver.save(done, state, losses=losses, config=config.to_dict()),
+                      advice="lower --lr")
+    finally:
+        batches.close()  # stops the rendering workers
     tail = losses[-50:] or [float("nan")]
     return model, {"train_frames": config.steps * config.batch_size, "final_loss": float(np.mean(tail)),
                    "loss_curve": losses[:: max(1, len(losses) // 200)]}

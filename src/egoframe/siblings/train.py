@@ -10,7 +10,8 @@ One loop for the three systems; what differs is which parts train and which loss
 - ReasonPix2Pix (papers/003 Sec. 3.3): LLaVA frozen; connector + UNet; diffusion MSE with InstructPix2Pix's
   settings (classifier-free dropout of text and image, 5 % each, as LEGO).
 
-Reused from egoframe.training: PairSource (data), batch_indices (seeded order), Ema; the tiny 8-channel UNet,
+Reused from egoframe.training: PairSource (data), batch_indices (seeded order); from egoframe.engine the loop,
+checkpoints and Ema; the tiny 8-channel UNet,
 VAE and CLIP text encoder from models.tiny; the LLaVA from egoframe.vllm (tiny, or load_vllm).
 """
 
@@ -28,6 +29,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from egoframe.diffusion import cfg_dropout, diffusion_target, encode_image_latents
+from egoframe.engine import (
+    Checkpoints,
+    Ema,
+    LossLog,
+    ModuleState,
+    TrainableState,
+    TrainState,
+    check_resumable,
+    run_steps,
+)
 from egoframe.errors import ConfigError
 from egoframe.models.autoencoder import downsampling_factor, load_autoencoder
 from egoframe.models.text import encode_text
@@ -37,18 +48,8 @@ from egoframe.siblings import llm
 from egoframe.siblings.connectors import connector_class, conv_in_residual, load_bert_into_qformer
 from egoframe.siblings.pipeline import SiblingPipeline, connector_condition, frames_uint8
 from egoframe.training.data import PairSource, batch_indices
-from egoframe.training.ema import Ema
-from egoframe.training.trainer import latest_checkpoint
-from egoframe.utils.checkpoint import (
-    atomic_write_json,
-    load_tensors,
-    optimizer_from_files,
-    optimizer_to_files,
-    rng_from_files,
-    rng_to_files,
-    save_tensors,
-    truncate_jsonl_log,
-)
+from egoframe.utils.checkpoint import atomic_write_json
+from egoframe.utils.progress import ProgressBar
 from egoframe.utils.safe_loading import weights_kwargs
 from egoframe.vllm.model import load_vllm
 from egoframe.vllm.tiny import TinyVllmConfig, build_tiny_vllm, build_word_tokenizer
@@ -56,6 +57,7 @@ from egoframe.vllm.tiny import TinyVllmConfig, build_tiny_vllm, build_word_token
 logger = logging.getLogger(__name__)
 
 LOSSES = "losses.jsonl"
+CHECKPOINTS = "checkpoints"  # as LEGO's trainer: OUT/checkpoints/step-N
 CONFIG_FILE = "sibling_train_config.json"
 
 # (ce, mse, diffusion) weights of each system's loss, from the papers (see the module docstring).
@@ -225,12 +227,15 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
     """
     from diffusers import DDPMScheduler
 
-    checkpoint = latest_sibling_checkpoint(config.out_dir) if resume else None
+    saver = Checkpoints(os.path.join(config.out_dir, CHECKPOINTS), keep=config.keep_checkpoints)
+    checkpoint = saver.latest() if resume else None
     if not checkpoint and os.path.exists(os.path.join(config.out_dir, LOSSES)):
         hint = "it has no checkpoint to resume from" if resume else "pass --resume to continue it"
         raise ConfigError(f"{config.out_dir} already holds a run ({hint}); or use another out_dir")
     if checkpoint:
-        _check_same_config(config)
+        with open(os.path.join(config.out_dir, CONFIG_FILE)) as fh:
+            check_resumable(json.load(fh), config.model_dump(mode="json"), config.out_dir,
+                            free=("max_steps", "checkpoint_every", "keep_checkpoints"))
     os.makedirs(config.out_dir, exist_ok=True)
     atomic_write_json(os.path.join(config.out_dir, CONFIG_FILE), config.model_dump(mode="json"))
     torch.manual_seed(config.seed)
@@ -281,14 +286,17 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
 
     with torch.no_grad():
         null_state = encode_text(parts["tokenizer"], text_encoder, [""])[0]  # ψ(""), (77, D)
-    losses_path = os.path.join(config.out_dir, LOSSES)
+    state = TrainState(tensors={"model": ModuleState(trained), "llm": TrainableState(llm_model), "ema": ema},
+                       optimizer=optimizer)
+    losses = LossLog(os.path.join(config.out_dir, LOSSES))
     first = 0
     if checkpoint:
-        first = _load_sibling_checkpoint(checkpoint, trained, llm_model, optimizer, ema)
-        truncate_jsonl_log(losses_path, first)
+        first = saver.load(checkpoint, state)["step"]
         logger.info("resumed %s at step %d", config.out_dir, first)
-    start, loss_value = time.time(), float("nan")
-    for step in range(first, config.max_steps):
+    losses.resume(first)
+    weights = {"ce": ce_w, "mse": mse_w, "diffusion": diff_w}
+
+    def step_fn(step: int):
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         idx = batch_indices(len(source), step, config.batch_size, config.seed)
         pairs = [source.images(i) for i in idx]
@@ -315,7 +323,6 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
                 terms["mse"] = nn.functional.mse_loss(cond.states, clip)
             terms["diffusion"] = _diffusion_loss(config, cond, null_state, vae, unet, noise_scheduler, inputs,
                                                  targets, g, scaling, conv_in_residual)
-        weights = {"ce": ce_w, "mse": mse_w, "diffusion": diff_w}
         loss = sum(weights[k] * v for k, v in terms.items())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -323,16 +330,13 @@ def train_sibling(config: SiblingTrainConfig, progress: bool = True, resume: boo
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
         ema.update(trained, step)
-        loss_value = float(loss.detach())
-        if not torch.isfinite(loss.detach()):
-            raise FloatingPointError(f"loss became {loss_value} at step {step + 1}: lower lr")
-        with open(losses_path, "a") as fh:
-            fh.write(json.dumps({"step": step + 1, "loss": loss_value,
-                                 **{k: float(v.detach()) for k, v in terms.items()}}) + "\n")
-        if progress:
-            logger.info("step %d/%d loss %.4f", step + 1, config.max_steps, loss_value)
-        if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.max_steps:
-            _save_sibling_checkpoint(config, step + 1, trained, llm_model, optimizer, ema)
+        return float(loss.detach()), {k: float(v.detach()) for k, v in terms.items()}
+
+    start = time.time()
+    with ProgressBar(progress, config.system, config.max_steps, first, fields={"loss": "-"}) as bar:
+        loss_value = run_steps(step_fn, first, config.max_steps, bar=bar, log=losses, advice="lower lr",
+                               checkpoint=lambda done: saver.save(done, state),
+                               checkpoint_every=config.checkpoint_every)
 
     ema.copy_to(trained)
     if llm_model is not vllm.model:
@@ -383,79 +387,10 @@ def _diffusion_loss(config, cond, null_state, vae, unet, noise_scheduler, inputs
 
 # ----------------------------------------------------------------------------------- checkpoints
 
-CHECKPOINTS = "checkpoints"  # the directory name of egoframe.training.trainer.CHECKPOINTS
-
-
 def latest_sibling_checkpoint(out_dir: str) -> str | None:
-    """The newest finished ``OUT/checkpoints/step-N`` (LEGO's trainer lays its checkpoints out the same way)."""
-    return latest_checkpoint(out_dir)
-
-
-def _trainable_llm(llm_model) -> dict[str, torch.Tensor]:
-    """Only the LLM parameters that train (LoRA, added-token rows): a real LLaVA is frozen otherwise."""
-    return {n: p.detach() for n, p in llm_model.named_parameters() if p.requires_grad}
-
-
-def _save_sibling_checkpoint(config, step: int, trained, llm_model, optimizer, ema) -> str:
-    import shutil
-
-    root = os.path.join(config.out_dir, CHECKPOINTS)
-    final = os.path.join(root, f"step-{step:08d}")
-    tmp = f"{final}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    save_tensors(trained.state_dict(), os.path.join(tmp, "model.safetensors"))
-    save_tensors(_trainable_llm(llm_model), os.path.join(tmp, "llm.safetensors"))
-    save_tensors(ema.state_tensors(), os.path.join(tmp, "ema.safetensors"))
-    opt_tensors, opt_rest = optimizer_to_files(optimizer)
-    save_tensors(opt_tensors, os.path.join(tmp, "optimizer.safetensors"))
-    rng_tensors, rng_rest = rng_to_files()
-    save_tensors(rng_tensors, os.path.join(tmp, "rng.safetensors"))
-    atomic_write_json(os.path.join(tmp, "state.json"), {"step": step, "optimizer": opt_rest, "rng": rng_rest})
-    if os.path.exists(final):
-        shutil.rmtree(final)
-    os.replace(tmp, final)  # a kill before this line leaves only a .tmp directory, ignored on resume
-    done = sorted(d for d in os.listdir(root) if d.startswith("step-") and ".tmp" not in d)
-    for old in done[:-config.keep_checkpoints]:
-        shutil.rmtree(os.path.join(root, old), ignore_errors=True)
-    return final
-
-
-def _load_sibling_checkpoint(path: str, trained, llm_model, optimizer, ema) -> int:
-    with open(os.path.join(path, "state.json")) as fh:
-        state = json.load(fh)
-    try:
-        trained.load_state_dict(load_tensors(os.path.join(path, "model.safetensors")))
-        llm_state = load_tensors(os.path.join(path, "llm.safetensors"))
-        params = dict(llm_model.named_parameters())
-        if set(llm_state) != set(_trainable_llm(llm_model)):
-            raise ConfigError(f"cannot resume {path}: the LLM's trainable parameters differ from the checkpoint's")
-        with torch.no_grad():
-            for name, value in llm_state.items():
-                params[name].copy_(value)
-        ema.load_tensors(load_tensors(os.path.join(path, "ema.safetensors")))
-    except (RuntimeError, ValueError) as exc:
-        raise ConfigError(f"cannot resume {path}: it does not fit this model ({str(exc).splitlines()[0]})") from None
-    optimizer.load_state_dict(optimizer_from_files(load_tensors(os.path.join(path, "optimizer.safetensors")),
-                                                   state["optimizer"]))
-    rng_from_files(load_tensors(os.path.join(path, "rng.safetensors")), state["rng"])
-    return int(state["step"])
-
-
-def _check_same_config(config: SiblingTrainConfig) -> None:
-    """A run resumes only with the settings that made it (max_steps and checkpointing may change)."""
-    path = os.path.join(config.out_dir, CONFIG_FILE)
-    if not os.path.exists(path):
-        return
-    with open(path) as fh:
-        saved = json.load(fh)
-    now = config.model_dump(mode="json")
-    free = {"max_steps", "checkpoint_every", "keep_checkpoints"}
-    changed = sorted(k for k in set(saved) | set(now) if k not in free and saved.get(k) != now.get(k))
-    if changed:
-        raise ConfigError(f"cannot resume {config.out_dir}: {', '.join(changed)} changed since the run started")
+    """The newest finished ``OUT/checkpoints/step-N`` (the shared engine's layout, as LEGO's trainer)."""
+    return Checkpoints(os.path.join(out_dir, CHECKPOINTS)).latest()
 
 
 def read_losses(out_dir: str) -> list[dict]:
-    with open(os.path.join(out_dir, LOSSES)) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return LossLog.read(os.path.join(out_dir, LOSSES))

@@ -26,23 +26,14 @@ from torch import nn
 
 from egoframe.data.records import RECORDS_FILE
 from egoframe.diffusion import cfg_dropout, diffusion_target, encode_image_latents
+from egoframe.engine import Checkpoints, Ema, LossLog, ModuleState, TrainState, check_resumable, run_steps
 from egoframe.errors import ConfigError
 from egoframe.models.text import encode_text
 from egoframe.models.tiny import TinyConfig, tiny_components
 from egoframe.pipelines.loading import check_consistency, load_pipeline
 from egoframe.training.config import TrainConfig
 from egoframe.training.data import PairSource, augment, batch_indices
-from egoframe.training.ema import Ema
-from egoframe.utils.checkpoint import (
-    atomic_write_json,
-    load_tensors,
-    optimizer_from_files,
-    optimizer_to_files,
-    rng_from_files,
-    rng_to_files,
-    save_tensors,
-    truncate_jsonl_log,
-)
+from egoframe.utils.checkpoint import atomic_write_json
 from egoframe.utils.progress import ProgressBar
 from egoframe.vllm.model import load_vllm
 
@@ -148,12 +139,13 @@ def _text_to_image(pipe):
 # ----------------------------------------------------------------------------------- checkpoints
 
 
+def checkpoints(out_dir: str, keep: int = 2) -> Checkpoints:
+    """The run's checkpoints, ``out_dir/checkpoints/step-N`` (the shared engine's layout)."""
+    return Checkpoints(os.path.join(out_dir, CHECKPOINTS), keep=keep)
+
+
 def latest_checkpoint(out_dir: str) -> str | None:
-    root = os.path.join(out_dir, CHECKPOINTS)
-    if not os.path.isdir(root):
-        return None
-    done = sorted(d for d in os.listdir(root) if d.startswith("step-") and ".tmp" not in d)
-    return os.path.join(root, done[-1]) if done else None
+    return checkpoints(out_dir).latest()
 
 
 def lr_factor(optim, step: int) -> float:
@@ -168,49 +160,12 @@ def lr_factor(optim, step: int) -> float:
     return factor
 
 
-def save_checkpoint(out_dir, step, denoiser, optimizer, lr_scheduler, ema, config, keep: int) -> str:
-    """Everything a resume needs, in a directory that appears atomically (tmp dir + rename)."""
-    root = os.path.join(out_dir, CHECKPOINTS)
-    os.makedirs(root, exist_ok=True)
-    final = os.path.join(root, f"step-{step:08d}")
-    tmp = f"{final}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    save_tensors(denoiser.state_dict(), os.path.join(tmp, "model.safetensors"))
-    save_tensors(ema.state_tensors(), os.path.join(tmp, "ema.safetensors"))
-    opt_tensors, opt_rest = optimizer_to_files(optimizer)
-    save_tensors(opt_tensors, os.path.join(tmp, "optimizer.safetensors"))
-    rng_tensors, rng_rest = rng_to_files()
-    save_tensors(rng_tensors, os.path.join(tmp, "rng.safetensors"))
-    atomic_write_json(os.path.join(tmp, "state.json"), {
-        "step": step, "optimizer": opt_rest, "lr_scheduler": lr_scheduler.state_dict(), "rng": rng_rest,
-        "config": config.model_dump(mode="json"),
-    })
-    if os.path.exists(final):
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    done = sorted(d for d in os.listdir(root) if d.startswith("step-") and ".tmp" not in d)
-    for old in done[:-keep]:
-        shutil.rmtree(os.path.join(root, old), ignore_errors=True)
-    return final
-
-
-def load_checkpoint(path, denoiser, optimizer, lr_scheduler, ema, config) -> int:
+def resume_from(path: str, state: TrainState, config: TrainConfig) -> int:
+    """Load the checkpoint at ``path`` into ``state`` after checking the run's settings allow it; the step."""
     with open(os.path.join(path, "state.json")) as fh:
-        state = json.load(fh)
-    saved = TrainConfig.model_validate(state["config"])
-    for section in ("data", "model", "dropout"):
-        if getattr(saved, section) != getattr(config, section):
-            raise ConfigError(f"cannot resume {path}: the config's {section} section changed since it was written")
-    if saved.seed != config.seed:
-        raise ConfigError(f"cannot resume {path}: seed changed ({saved.seed} -> {config.seed})")
-    denoiser.load_state_dict(load_tensors(os.path.join(path, "model.safetensors")))
-    optimizer.load_state_dict(optimizer_from_files(load_tensors(os.path.join(path, "optimizer.safetensors")),
-                                                   state["optimizer"]))
-    lr_scheduler.load_state_dict(state["lr_scheduler"])
-    ema.load_tensors(load_tensors(os.path.join(path, "ema.safetensors")))
-    rng_from_files(load_tensors(os.path.join(path, "rng.safetensors")), state["rng"])
-    return int(state["step"])
+        saved = json.load(fh)["config"]
+    check_resumable(saved, config.model_dump(mode="json"), path, only=("data", "model", "dropout", "seed"))
+    return int(checkpoints(config.log.out_dir).load(path, state)["step"])
 
 
 # ----------------------------------------------------------------------------------- the loop
@@ -383,15 +338,19 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     ema = Ema(denoiser, config.optim.ema_decay)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
 
+    state = TrainState(tensors={"model": ModuleState(denoiser), "ema": ema}, optimizer=optimizer,
+                       scheduler=lr_scheduler)
+    saver = checkpoints(out_dir, keep=config.log.keep_checkpoints)
     start_step = 0
-    ckpt = latest_checkpoint(out_dir) if resume else None
+    ckpt = saver.latest() if resume else None
     if ckpt:
-        start_step = load_checkpoint(ckpt, denoiser, optimizer, lr_scheduler, ema, config)
+        start_step = resume_from(ckpt, state, config)
         logger.info("resumed from %s (step %d)", ckpt, start_step)
+    losses = LossLog(os.path.join(out_dir, LOSSES) if accelerator.is_main_process else None)
     if accelerator.is_main_process:
         os.makedirs(out_dir, exist_ok=True)
         atomic_write_json(os.path.join(out_dir, CONFIG_FILE), config.model_dump(mode="json"))
-        truncate_jsonl_log(os.path.join(out_dir, LOSSES), start_step)
+        losses.resume(start_step)
     denoiser, optimizer = accelerator.prepare(denoiser, optimizer)
 
     frozen = _Frozen(pipe, source, precompute=config.data.precompute and not config.data.flip
@@ -405,84 +364,82 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     d = config.dropout
     t2i = config.model.mode == "t2i"
     writer = _tensorboard(config, accelerator)
+
+    def micro_loss(micro: int) -> torch.Tensor:
+        """The loss of micro-batch ``micro``: every draw is a function of (seed, micro, rank)."""
+        g = torch.Generator().manual_seed(_mix(config.seed, micro, rank))
+        idx = batch_indices(len(source), micro, config.optim.batch_size, config.seed, rank, world)
+        if micro + 1 < config.optim.max_steps * config.optim.grad_accum:  # decode the next batch meanwhile
+            frozen.prefetch(batch_indices(len(source), micro + 1, config.optim.batch_size, config.seed, rank, world))
+        image_latents, mean, std = frozen.batch(idx, g, config.data.flip, config.data.crop_scale)
+        clean_latents = image_latents  # before classifier-free dropout zeroes some of them
+        b = len(idx)
+        z0 = (mean + std * torch.randn(mean.shape, generator=g)) * scaling  # (B, 4, h, w)
+        noise = torch.randn(z0.shape, generator=g)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=g)
+        u = torch.rand(b, generator=g)
+        drop_text, drop_image = cfg_dropout(u, d.text, d.both, d.image)
+        texts = [source.texts(i)[0 if use_label else 1] for i in idx]
+        states = frozen.text_states(texts)
+        states = torch.where(drop_text[:, None, None], null_state.expand_as(states), states)
+        image_latents = image_latents * (~drop_image)[:, None, None, None]
+        if t2i:
+            # Same random draws as the edit mode (exact resume unchanged); only text is dropped
+            # (text or both: the unconditional branch of ordinary classifier-free guidance).
+            image_latents = None
+        vllm = source.vllm(idx)
+        noisy = noise_scheduler.add_noise(z0, noise, t)
+        target = diffusion_target(noise_scheduler, z0, noise, t, config.model.prediction_type)
+        with accelerator.autocast():
+            pred = denoiser(
+                noisy.to(device), None if image_latents is None else image_latents.to(device), t.to(device),
+                states.to(device),
+                vllm_image_tokens=None if vllm is None else vllm.image_tokens.to(device),
+                vllm_text_tokens=None if vllm is None else vllm.text_tokens.to(device),
+                vllm_text_mask=None if vllm is None else vllm.text_mask.to(device),
+                drop_vllm=drop_text.to(device),
+            )
+        err = (pred.float() - target.to(device).float()) ** 2
+        if config.optim.change_weight > 0:
+            err = err * change_weights(mean, clean_latents, config.optim.change_weight, scaling).to(device)
+        return err.mean() / config.optim.grad_accum
+
+    def step_fn(step: int) -> float:
+        total = 0.0
+        for k in range(config.optim.grad_accum):
+            loss = micro_loss(step * config.optim.grad_accum + k)
+            if world > 1 and k < config.optim.grad_accum - 1:
+                with accelerator.no_sync(denoiser):
+                    accelerator.backward(loss)
+            else:
+                accelerator.backward(loss)
+            total += float(loss.detach())
+        if config.optim.grad_clip > 0:
+            accelerator.clip_grad_norm_(denoiser.parameters(), config.optim.grad_clip)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.update(accelerator.unwrap_model(denoiser), step)
+        return float(accelerator.reduce(torch.tensor(total, device=device), reduction="mean"))
+
+    def after_step(done: int, loss: float) -> None:
+        if writer and done % config.log.log_every == 0:
+            writer.add_scalar("train/loss", loss, done)
+        if config.log.sample_every and done % config.log.sample_every == 0 and accelerator.is_main_process:
+            _sample_grid(pipe, ema, accelerator.unwrap_model(denoiser), config, f"step-{done:08d}")
+
+    def save(done: int) -> None:
+        if accelerator.is_main_process:
+            saver.save(done, state, config=config.model_dump(mode="json"))
+        accelerator.wait_for_everyone()
+
     bar = ProgressBar(progress and accelerator.is_main_process, "train", config.optim.max_steps, start_step,
                       fields={"loss": "-", "it/s": "-"}).start()
-    start_time, loss_value = time.time(), float("nan")
-    step = start_step
+    start_time = time.time()
     try:
-        for step in range(start_step, config.optim.max_steps):
-            total = 0.0
-            for k in range(config.optim.grad_accum):
-                micro = step * config.optim.grad_accum + k
-                g = torch.Generator().manual_seed(_mix(config.seed, micro, rank))
-                idx = batch_indices(len(source), micro, config.optim.batch_size, config.seed, rank, world)
-                if micro + 1 < config.optim.max_steps * config.optim.grad_accum:  # decode the next batch meanwhile
-                    frozen.prefetch(batch_indices(len(source), micro + 1, config.optim.batch_size, config.seed,
-                                                  rank, world))
-                image_latents, mean, std = frozen.batch(idx, g, config.data.flip, config.data.crop_scale)
-                clean_latents = image_latents  # before classifier-free dropout zeroes some of them
-                b = len(idx)
-                z0 = (mean + std * torch.randn(mean.shape, generator=g)) * scaling  # (B, 4, h, w)
-                noise = torch.randn(z0.shape, generator=g)
-                t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=g)
-                u = torch.rand(b, generator=g)
-                drop_text, drop_image = cfg_dropout(u, d.text, d.both, d.image)
-                texts = [source.texts(i)[0 if use_label else 1] for i in idx]
-                states = frozen.text_states(texts)
-                states = torch.where(drop_text[:, None, None], null_state.expand_as(states), states)
-                image_latents = image_latents * (~drop_image)[:, None, None, None]
-                if t2i:
-                    # Same random draws as the edit mode (exact resume unchanged); only text is dropped
-                    # (text or both: the unconditional branch of ordinary classifier-free guidance).
-                    image_latents = None
-                vllm = source.vllm(idx)
-                noisy = noise_scheduler.add_noise(z0, noise, t)
-                target = diffusion_target(noise_scheduler, z0, noise, t, config.model.prediction_type)
-                with accelerator.autocast():
-                    pred = denoiser(
-                        noisy.to(device), None if image_latents is None else image_latents.to(device), t.to(device),
-                        states.to(device),
-                        vllm_image_tokens=None if vllm is None else vllm.image_tokens.to(device),
-                        vllm_text_tokens=None if vllm is None else vllm.text_tokens.to(device),
-                        vllm_text_mask=None if vllm is None else vllm.text_mask.to(device),
-                        drop_vllm=drop_text.to(device),
-                    )
-                err = (pred.float() - target.to(device).float()) ** 2
-                if config.optim.change_weight > 0:
-                    weight = change_weights(mean, clean_latents, config.optim.change_weight, scaling).to(device)
-                    loss = (err * weight).mean() / config.optim.grad_accum
-                else:
-                    loss = err.mean() / config.optim.grad_accum
-                last = k == config.optim.grad_accum - 1
-                if world > 1 and not last:
-                    with accelerator.no_sync(denoiser):
-                        accelerator.backward(loss)
-                else:
-                    accelerator.backward(loss)
-                total += float(loss.detach())
-            if config.optim.grad_clip > 0:
-                accelerator.clip_grad_norm_(denoiser.parameters(), config.optim.grad_clip)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            ema.update(accelerator.unwrap_model(denoiser), step)
-            loss_value = float(accelerator.reduce(torch.tensor(total, device=device), reduction="mean"))
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"loss became {loss_value} at step {step + 1}: lower optim.lr")
-            done = step + 1
-            if accelerator.is_main_process:
-                _append_loss(os.path.join(out_dir, LOSSES), done, loss_value)
-                if writer and done % config.log.log_every == 0:
-                    writer.add_scalar("train/loss", loss_value, done)
-                ips = (done - start_step) / max(time.time() - start_time, 1e-9)
-                bar.update(done, **{"loss": f"{loss_value:.4f}", "it/s": f"{ips:.2f}"})
-            if done % config.log.checkpoint_every == 0 or done == config.optim.max_steps:
-                if accelerator.is_main_process:
-                    save_checkpoint(out_dir, done, accelerator.unwrap_model(denoiser), optimizer, lr_scheduler,
-                                    ema, config, config.log.keep_checkpoints)
-                accelerator.wait_for_everyone()
-            if config.log.sample_every and done % config.log.sample_every == 0 and accelerator.is_main_process:
-                _sample_grid(pipe, ema, accelerator.unwrap_model(denoiser), config, f"step-{done:08d}")
+        loss_value = run_steps(step_fn, start_step, config.optim.max_steps, bar=bar, log=losses, after_step=after_step,
+                               checkpoint=save, checkpoint_every=config.log.checkpoint_every,
+                               checkpoint_at_end=True, advice="lower optim.lr")
     finally:
         frozen.close()
         bar.close()
@@ -566,14 +523,8 @@ def _optimizer(config: TrainConfig, params):
     return torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
 
 
-def _append_loss(path: str, step: int, loss: float) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps({"step": step, "loss": loss}) + "\n")
-
-
 def read_losses(out_dir: str) -> list[tuple[int, float]]:
-    with open(os.path.join(out_dir, LOSSES)) as fh:
-        return [(r["step"], r["loss"]) for r in map(json.loads, fh)]
+    return [(r["step"], r["loss"]) for r in LossLog.read(os.path.join(out_dir, LOSSES))]
 
 
 def _tensorboard(config: TrainConfig, accelerator):

@@ -9,6 +9,7 @@ adversarial and perceptual terms, which a flat procedural world does not need).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -17,16 +18,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 from egoframe.data.dataset import FramePairDataset
+from egoframe.engine import Checkpoints, GeneratorState, ModuleState, TrainState, check_resumable, run_steps
 from egoframe.errors import ConfigError, InputError
 from egoframe.evaluation.pixel import psnr_from_mse
 from egoframe.models.tiny import TinyConfig, tiny_components
-from egoframe.utils.checkpoint import (
-    atomic_write_json,
-    load_tensors,
-    optimizer_from_files,
-    optimizer_to_files,
-    save_tensors,
-)
+from egoframe.utils.checkpoint import atomic_write_json
 from egoframe.utils.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
@@ -83,35 +79,40 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
     vae.train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)
-    checkpoint_dir = os.path.join(config.out_dir, "checkpoint")
-    first = _load_checkpoint(checkpoint_dir, vae, optimizer, generator, config)
+    saver = Checkpoints(os.path.join(config.out_dir, "checkpoint"), single=True)
+    state = TrainState(tensors={"model": ModuleState(vae), "generator": GeneratorState(generator)},
+                       optimizer=optimizer, rng=False)  # every draw comes from `generator`
+    first = 0
+    if saver.latest():
+        with open(os.path.join(saver.root, "state.json")) as fh:
+            check_resumable(json.load(fh)["config"], asdict(config), config.out_dir,
+                            free=("steps", "checkpoint_every"))
+        first = saver.load(saver.root, state)["step"]
+        logger.info("resuming VAE training at step %d", first)
     start = time.time()
-    bar = ProgressBar(progress, "vae", config.steps, first, fields={"loss": "-"}).start()
-    loss_value = float("nan")
-    try:
-        for step in range(first, config.steps):
-            idx = torch.randint(0, images.shape[0], (config.batch_size,), generator=generator)
-            x = images[idx]
-            if config.crop is not None and config.crop < config.resolution:
-                # one offset per batch, on the latent grid: every crop sees the frame as the whole frame would
-                u, v = (int(o) * factor for o in torch.randint(0, (config.resolution - config.crop) // factor + 1,
-                                                                 (2,), generator=generator))
-                x = x[:, :, u:u + config.crop, v:v + config.crop]
-            posterior = vae.encode(x).latent_dist
-            z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
-            recon = vae.decode(z).sample
-            kl = posterior.kl().mean() / x[0].numel()
-            loss = (recon - x).abs().mean() + ((recon - x) ** 2).mean() + config.kl_weight * kl
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-            optimizer.step()
-            loss_value = float(loss.detach())
-            bar.advance(loss=f"{loss_value:.4f}")
-            if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-                _save_checkpoint(checkpoint_dir, vae, optimizer, generator, step + 1, config)
-    finally:
-        bar.close()
+
+    def step_fn(step: int) -> float:
+        idx = torch.randint(0, images.shape[0], (config.batch_size,), generator=generator)
+        x = images[idx]
+        if config.crop is not None and config.crop < config.resolution:
+            # one offset per batch, on the latent grid: every crop sees the frame as the whole frame would
+            u, v = (int(o) * factor for o in torch.randint(0, (config.resolution - config.crop) // factor + 1,
+                                                             (2,), generator=generator))
+            x = x[:, :, u:u + config.crop, v:v + config.crop]
+        posterior = vae.encode(x).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator)
+        recon = vae.decode(z).sample
+        kl = posterior.kl().mean() / x[0].numel()
+        loss = (recon - x).abs().mean() + ((recon - x) ** 2).mean() + config.kl_weight * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        return float(loss.detach())
+
+    with ProgressBar(progress, "vae", config.steps, first, fields={"loss": "-"}) as bar:
+        loss_value = run_steps(step_fn, first, config.steps, bar=bar, checkpoint_every=config.checkpoint_every,
+                               checkpoint=lambda done: saver.save(done, state, config=asdict(config)))
     vae.eval()
     with torch.no_grad():
         latents = torch.cat([vae.encode(images[i:i + 64]).latent_dist.mean for i in range(0, min(len(images), 512), 64)])
@@ -121,9 +122,7 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
     psnr = psnr_from_mse(float(((recon.clamp(-1, 1) - images[:64]) ** 2).mean()), peak=2.0)
     os.makedirs(config.out_dir, exist_ok=True)
     vae.save_pretrained(config.out_dir)  # writes config.json + safetensors
-    import shutil
-
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    saver.clear()
     summary = {"steps": config.steps, "final_loss": loss_value, "reconstruction_psnr_db": psnr,
                "scaling_factor": scale, "seconds": round(time.time() - start, 1), "config": asdict(config)}
     atomic_write_json(os.path.join(config.out_dir, "vae_train.json"), summary)  # written last: marks done
@@ -162,40 +161,6 @@ def fit_patch_autoencoder(data: str, out_dir: str, resolution: int = 128, patch_
                "max_reconstruction_error": error, "frames": int(len(images)), "seconds": round(time.time() - start, 1)}
     atomic_write_json(summary_file, summary)  # written last: marks done
     return summary
-
-
-def _save_checkpoint(path, vae, optimizer, generator, step, config) -> None:
-    """Weights, optimizer and sampling RNG, written to a temp dir and renamed (atomic)."""
-    import shutil
-
-    tmp = f"{path}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    save_tensors(vae.state_dict(), os.path.join(tmp, "model.safetensors"))
-    tensors, rest = optimizer_to_files(optimizer)
-    save_tensors({**tensors, "__generator__": generator.get_state()}, os.path.join(tmp, "optimizer.safetensors"))
-    atomic_write_json(os.path.join(tmp, "state.json"), {"step": step, "optimizer": rest, "config": asdict(config)})
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
-
-
-def _load_checkpoint(path, vae, optimizer, generator, config) -> int:
-    import json
-
-    if not os.path.exists(os.path.join(path, "state.json")):
-        return 0
-    with open(os.path.join(path, "state.json")) as fh:
-        state = json.load(fh)
-    saved = {"latent_channels": 4, **{k: v for k, v in state["config"].items() if k not in ("steps", "checkpoint_every")}}
-    now = {k: v for k, v in asdict(config).items() if k not in ("steps", "checkpoint_every")}
-    if json.loads(json.dumps(saved)) != json.loads(json.dumps(now)):
-        raise ConfigError(f"{path} was written with other VAE settings: use another --out or delete it")
-    vae.load_state_dict(load_tensors(os.path.join(path, "model.safetensors")))
-    tensors = load_tensors(os.path.join(path, "optimizer.safetensors"))
-    generator.set_state(tensors.pop("__generator__"))
-    optimizer.load_state_dict(optimizer_from_files(tensors, state["optimizer"]))
-    logger.info("resuming VAE training at step %d", state["step"])
-    return int(state["step"])
 
 
 def _all_frames(dataset, max_pairs: int | None = None) -> torch.Tensor:

@@ -66,7 +66,7 @@ def optimizer_from_files(tensors: dict, rest: dict[str, Any]) -> dict[str, Any]:
 
 
 def rng_to_files() -> tuple[dict, dict[str, Any]]:
-    """The global RNG states (torch CPU, numpy, random) as tensors + JSON."""
+    """The global RNG states (torch CPU and CUDA, numpy, random) as tensors + JSON."""
     import random
 
     import numpy as np
@@ -75,6 +75,9 @@ def rng_to_files() -> tuple[dict, dict[str, Any]]:
     np_state = np.random.get_state()
     py_state = random.getstate()
     tensors = {"torch_cpu": torch.random.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda_{i}"] = cuda_state
     rest = {
         "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "python": [py_state[0], list(py_state[1]), py_state[2]],
@@ -82,13 +85,19 @@ def rng_to_files() -> tuple[dict, dict[str, Any]]:
     return tensors, rest
 
 
-def rng_from_files(tensors: dict, rest: dict[str, Any]) -> None:
+def rng_from_files(tensors: dict, rest: dict[str, Any] | None) -> None:
+    """Inverse of :func:`rng_to_files`; ``rest`` None restores the torch states only."""
     import random
 
     import numpy as np
     import torch
 
     torch.random.set_rng_state(tensors["torch_cpu"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    if rest is None:
+        return
     n = rest["numpy"]
     np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
     p = rest["python"]
@@ -97,7 +106,8 @@ def rng_from_files(tensors: dict, rest: dict[str, Any]) -> None:
 
 def truncate_jsonl_log(path: str, last_step: int) -> None:
     """Drop the lines of a JSON-lines log (one ``{"step": ...}`` object a line) written after step ``last_step``:
-    a run resuming from that checkpoint recomputes them. A line cut by a kill ends the kept part."""
+    a run resuming from that checkpoint recomputes them. A line cut by a kill ends the kept part; a line without a
+    step (a note written before the steps) is kept."""
     if not os.path.exists(path):
         return
     keep = []
@@ -107,7 +117,7 @@ def truncate_jsonl_log(path: str, last_step: int) -> None:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 break  # a line cut by a kill
-            if row["step"] > last_step:
+            if row.get("step", last_step) > last_step:
                 break
             keep.append(line if line.endswith("\n") else line + "\n")
     atomic_write_text(path, "".join(keep))

@@ -7,17 +7,17 @@ tiny model built from scratch trains its vision tower too (random features would
 
 Output directory::
 
-    train_config.json          the typed config (also copied into every checkpoint and the final model)
+    train_config.json          the typed config (also copied into the final model)
     base/                      the untrained tiny model + tokenizer (from-scratch runs only)
     vision_pretrained/         base/ after stage 0, the vision-tower pretraining (pretrain.py; from scratch)
     checkpoints/step-XXXXXXXX/ trainable.safetensors, optimizer.safetensors, rng.safetensors, state.json
-    checkpoints/latest         name of the newest complete checkpoint
-    train_log.jsonl            loss per logged step
+                               (egoframe.engine's layout; the newest complete one is resumed)
+    train_log.jsonl            loss per logged step (a resume drops the lines after its checkpoint)
     model/                     the trained VLLM in the llava-hf layout (LoRA merged), loadable by load_vllm
 
 Checkpoints are written to a temporary directory and renamed into place, so a kill never leaves a half
-checkpoint that ``--resume`` would pick up; they hold the trainable weights, the optimizer state, the torch
-RNG states and the data position (epoch, index), which make a resumed run continue exactly.
+checkpoint that ``--resume`` would pick up; they hold the trainable weights, the optimizer state, the RNG
+states and the data position (epoch, index), which make a resumed run continue exactly.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable
 
+from egoframe.engine import Checkpoints, LossLog, TrainableState, TrainState, check_resumable, run_steps
 from egoframe.errors import ConfigError, InputError
-from egoframe.utils.checkpoint import atomic_write_text, optimizer_from_files, optimizer_to_files, save_tensors
+from egoframe.utils.checkpoint import atomic_write_text
 from egoframe.utils.progress import ProgressBar
 from egoframe.vllm.data import encode_instruction_batch, epoch_order, load_instruction_examples, template_choices
 from egoframe.vllm.embeddings import to_pil
@@ -305,91 +306,22 @@ def _autocast(config: VllmTrainConfig, device: "torch.device"):
 # ----------------------------------------------------------------------------------------- checkpoints
 
 
-def _checkpoint_dir(out_dir: str) -> str:
-    return os.path.join(out_dir, "checkpoints")
+def _checkpoints(config_or_dir) -> Checkpoints:
+    out_dir = config_or_dir if isinstance(config_or_dir, str) else config_or_dir.out_dir
+    keep = 2 if isinstance(config_or_dir, str) else config_or_dir.keep_checkpoints
+    return Checkpoints(os.path.join(out_dir, "checkpoints"), keep=keep)
 
 
 def latest_checkpoint(out_dir: str) -> str | None:
     """The newest complete checkpoint of a training run, or None."""
-    pointer = os.path.join(_checkpoint_dir(out_dir), "latest")
-    if not os.path.exists(pointer):
-        return None
-    with open(pointer) as f:
-        name = f.read().strip()
-    path = os.path.join(_checkpoint_dir(out_dir), name)
-    return path if os.path.isdir(path) else None
-
-
-def _save_checkpoint(config: VllmTrainConfig, model, optimizer, step: int, epoch: int, position: int,
-                     loss: float) -> str:
-    import torch
-
-    root = _checkpoint_dir(config.out_dir)
-    os.makedirs(root, exist_ok=True)
-    name = f"step-{step:08d}"
-    final = os.path.join(root, name)
-    tmp = os.path.join(root, f".{name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    save_tensors(trainable, os.path.join(tmp, "trainable.safetensors"))
-    opt_tensors, opt_rest = optimizer_to_files(optimizer)
-    save_tensors(opt_tensors, os.path.join(tmp, "optimizer.safetensors"))
-    rng = {"torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            rng[f"torch_cuda_{i}"] = s
-    save_tensors(rng, os.path.join(tmp, "rng.safetensors"))
-    state = {"step": step, "epoch": epoch, "position": position, "loss": loss, "optimizer": opt_rest}
-    atomic_write_text(os.path.join(tmp, "state.json"), json.dumps(state, indent=2))
-    config.save(os.path.join(tmp, TRAIN_CONFIG_FILE))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    atomic_write_text(os.path.join(root, "latest"), name)
-    existing = sorted(n for n in os.listdir(root) if n.startswith("step-"))
-    for old in existing[:-config.keep_checkpoints]:
-        shutil.rmtree(os.path.join(root, old), ignore_errors=True)
-    return final
-
-
-def _load_checkpoint(path: str, model, optimizer) -> dict[str, Any]:
-    import torch
-    from safetensors.torch import load_file
-
-    trainable = load_file(os.path.join(path, "trainable.safetensors"))
-    params = dict(model.named_parameters())
-    missing = [n for n, p in params.items() if p.requires_grad and n not in trainable]
-    if missing or set(trainable) - set(params):
-        raise InputError(f"checkpoint {path} does not fit this model (e.g. {(missing or sorted(trainable))[0]}): "
-                         "was it made with another --mode or model?")
-    with torch.no_grad():
-        for name, tensor in trainable.items():
-            params[name].copy_(tensor)
-    with open(os.path.join(path, "state.json")) as f:
-        state = json.load(f)
-    device = next(model.parameters()).device
-    opt_tensors = {k: v.to(device) if not k.endswith(".step") else v
-                   for k, v in load_file(os.path.join(path, "optimizer.safetensors")).items()}
-    optimizer.load_state_dict(optimizer_from_files(opt_tensors, state["optimizer"]))
-    rng = load_file(os.path.join(path, "rng.safetensors"))
-    torch.set_rng_state(rng["torch_cpu"])
-    cuda = [rng[k] for k in sorted(rng) if k.startswith("torch_cuda_")]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
-    return state
+    return _checkpoints(out_dir).latest()
 
 
 def _check_resume_config(config: VllmTrainConfig) -> None:
     path = os.path.join(config.out_dir, TRAIN_CONFIG_FILE)
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        saved = json.load(f)
-    now = json.loads(json.dumps(config.to_dict()))
-    changed = sorted(k for k in set(saved) | set(now) if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k))
-    if changed:
-        raise ConfigError(f"cannot resume {config.out_dir}: its run used different {', '.join(changed)}; "
-                          "use the same settings or a new --out")
+    if os.path.exists(path):
+        with open(path) as f:
+            check_resumable(json.load(f), config.to_dict(), config.out_dir, free=_RESUMABLE_CHANGES)
 
 
 # ----------------------------------------------------------------------------------------- the loop
@@ -445,66 +377,60 @@ def train_vllm(config: VllmTrainConfig, *, resume: bool = False,
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    step, epoch, position, loss_value = 0, 0, 0, float("nan")
+    saver = _checkpoints(config)
+    state = TrainState(tensors={"trainable": TrainableState(model)}, optimizer=optimizer)
+    step, data = 0, {"epoch": 0, "position": 0, "loss": float("nan")}
     if checkpoint:
-        state = _load_checkpoint(checkpoint, model, optimizer)
-        step, epoch, position, loss_value = state["step"], state["epoch"], state["position"], state["loss"]
+        record = saver.load(checkpoint, state)
+        step, data = record["step"], {k: record[k] for k in data}
 
-    log_path = os.path.join(config.out_dir, "train_log.jsonl")
-    bar = ProgressBar(progress, "vllm train", total_steps, step, fields={"loss": "-", "epoch": epoch}).start()
-    last_saved = step
+    log = LossLog(os.path.join(config.out_dir, "train_log.jsonl"))
+    log.resume(step)
     grounded_ids = grounded_token_ids(vllm.processor.tokenizer, config.grounded_words).to(device)
-    try:
-        while step < total_steps:
-            order = epoch_order(len(examples), config.seed, epoch)
-            templates = template_choices(len(examples), config.seed, epoch)
-            if position >= len(order):
-                epoch, position = epoch + 1, 0
-                continue
-            for group in optimizer.param_groups:
-                group["lr"] = lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
-            optimizer.zero_grad(set_to_none=True)
-            total_loss, n_micro = 0.0, 0
-            for _ in range(config.grad_accum):
-                idx = order[position:position + config.batch_size]
-                if not idx:
-                    break
-                position += len(idx)
-                batch = encode_instruction_batch(
-                    vllm, [images(examples[i].image_path) for i in idx], [examples[i].action for i in idx],
-                    [examples[i].description for i in idx], [templates[i] for i in idx])
-                batch = {k: v.to(device) for k, v in batch.items()}
-                batch["pixel_values"] = batch["pixel_values"].to(vllm.dtype)
-                with _autocast(config, device):
-                    if config.grounded_weight:
-                        labels = batch.pop("labels")
-                        loss = grounded_loss(model(**batch).logits, labels, grounded_ids, config.grounded_weight)
-                    else:
-                        loss = model(**batch).loss
-                (loss / config.grad_accum).backward()
-                total_loss += float(loss.detach())
-                n_micro += 1
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-            optimizer.step()
-            step += 1
-            loss_value = total_loss / max(1, n_micro)
-            if not math.isfinite(loss_value):
-                raise InputError(f"training diverged at step {step} (loss {loss_value}): lower --lr")
-            bar.advance(loss=f"{loss_value:.3f}", epoch=epoch)
-            if on_step is not None:
-                on_step(step, loss_value)
-            if step % config.log_every == 0 or step == total_steps:
-                with open(log_path, "a") as f:
-                    f.write(json.dumps({"step": step, "epoch": epoch, "loss": loss_value,
-                                        "seconds": round(time.monotonic() - started, 2)}) + "\n")
-            if step % config.save_every == 0 and step < total_steps:
-                _save_checkpoint(config, model, optimizer, step, epoch, position, loss_value)
-                last_saved = step
-    finally:
-        bar.close()
-    if last_saved != step or not latest_checkpoint(config.out_dir):
-        _save_checkpoint(config, model, optimizer, step, epoch, position, loss_value)
+
+    def step_fn(step: int):
+        order = epoch_order(len(examples), config.seed, data["epoch"])
+        if data["position"] >= len(order):
+            data["epoch"], data["position"] = data["epoch"] + 1, 0
+            order = epoch_order(len(examples), config.seed, data["epoch"])
+        templates = template_choices(len(examples), config.seed, data["epoch"])
+        for group in optimizer.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+        optimizer.zero_grad(set_to_none=True)
+        total_loss, n_micro = 0.0, 0
+        for _ in range(config.grad_accum):
+            idx = order[data["position"]:data["position"] + config.batch_size]
+            if not idx:
+                break
+            data["position"] += len(idx)
+            batch = encode_instruction_batch(
+                vllm, [images(examples[i].image_path) for i in idx], [examples[i].action for i in idx],
+                [examples[i].description for i in idx], [templates[i] for i in idx])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            batch["pixel_values"] = batch["pixel_values"].to(vllm.dtype)
+            with _autocast(config, device):
+                if config.grounded_weight:
+                    labels = batch.pop("labels")
+                    loss = grounded_loss(model(**batch).logits, labels, grounded_ids, config.grounded_weight)
+                else:
+                    loss = model(**batch).loss
+            (loss / config.grad_accum).backward()
+            total_loss += float(loss.detach())
+            n_micro += 1
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+        optimizer.step()
+        data["loss"] = total_loss / max(1, n_micro)
+        return data["loss"], {"epoch": data["epoch"], "seconds": round(time.monotonic() - started, 2)}
+
+    with ProgressBar(progress, "vllm train", total_steps, step, fields={"loss": "-", "epoch": data["epoch"]}) as bar:
+        run_steps(step_fn, step, total_steps, bar=bar, log=log, log_every=config.log_every, after_step=on_step,
+                  checkpoint=lambda done: saver.save(done, state, **data), checkpoint_every=config.save_every,
+                  checkpoint_at_end=True, advice="lower --lr")
+    step = max(step, total_steps)
+    if saver.latest() is None:
+        saver.save(step, state, **data)
+    loss_value = data["loss"]
     model_dir = _export(config, vllm, model)
     return TrainResult(model_dir=model_dir, steps=step, final_loss=loss_value,
                        seconds=time.monotonic() - started, n_examples=len(examples))
