@@ -506,8 +506,8 @@ def _train_on_world(config: OracleConfig, world: WorldStates, progress: bool):
                                                    pct_start=0.15)
     g = torch.Generator().manual_seed(config.seed)
     model.train()
-    loss_value = float("nan")
-    for step in range(config.steps):
+
+    def step_fn(step: int) -> float:
         idx = torch.randint(0, x_train.shape[0], (config.batch_size,), generator=g)
         x = _augment(x_train[idx].float() / 127.5 - 1.0, g, config)
         loss = _loss(model(x), y_train[idx], config.heads)
@@ -515,9 +515,10 @@ def _train_on_world(config: OracleConfig, world: WorldStates, progress: bool):
         loss.backward()
         optimizer.step()
         schedule.step()
-        loss_value = float(loss.detach())
-        if progress and (step + 1) % 100 == 0:
-            logger.info("oracle step %d/%d loss %.4f", step + 1, config.steps, loss_value)
+        return float(loss.detach())
+
+    with ProgressBar(progress, "oracle", config.steps, fields={"loss": "-"}) as bar:
+        loss_value = run_steps(step_fn, 0, config.steps, bar=bar, advice="lower --lr")
     return model, {"train_frames": int(x_train.shape[0]), "final_loss": loss_value}
 
 

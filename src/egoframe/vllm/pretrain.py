@@ -43,6 +43,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from egoframe.engine import run_steps
 from egoframe.vllm.evaluate import hand_of, object_of
 from egoframe.vllm.model import Vllm
 
@@ -219,12 +220,13 @@ def pretrain_vision_tower(vllm: "Vllm", pixel_values: "torch.Tensor", descriptio
     tower.train()
     n = pixel_values.shape[0]
     order = torch.randperm(n, generator=generator)
-    position, loss_value = 0, float("nan")
-    for step in range(steps):
-        if position + batch_size > n:
-            order, position = torch.randperm(n, generator=generator), 0
-        idx = order[position:position + batch_size]
-        position += batch_size
+    cursor = {"order": order, "position": 0}
+
+    def step_fn(step: int) -> float:
+        if cursor["position"] + batch_size > n:
+            cursor["order"], cursor["position"] = torch.randperm(n, generator=generator), 0
+        idx = cursor["order"][cursor["position"]:cursor["position"] + batch_size]
+        cursor["position"] += batch_size
         scale = min(1.0, (step + 1) / max(1, warmup_steps)) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for group in optimizer.param_groups:
             group["lr"] = lr * max(scale, 0.02)
@@ -254,9 +256,9 @@ def pretrain_vision_tower(vllm: "Vllm", pixel_values: "torch.Tensor", descriptio
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        loss_value = float(loss.detach())
-        if on_step is not None:
-            on_step(step + 1, loss_value)
+        return float(loss.detach())
+
+    loss_value = run_steps(step_fn, 0, steps, after_step=on_step, advice="lower pretrain_vision_lr")
     tower.eval()
     reading_accuracy = None
     if reading_weight:
