@@ -1,8 +1,9 @@
 """The package's layers, checked on its import graph (every import, also those inside functions).
 
-faces (cli, demo, study) -> workflows (pipelines, training, evaluation, siblings, recipe, quickstart) -> parts
-(models, diffusion, engine, world, data, vllm, enrichment, utils, errors). A part never imports a workflow or a face,
-nothing below the faces imports a face, and no module imports another module's private (``_name``) names.
+faces (cli, demo, study) -> workflows (the orchestrators in ``workflows/`` above pipelines, training, evaluation and
+siblings) -> parts (models, diffusion, engine, world, data, vllm, enrichment, utils, errors). A part never imports a
+workflow or a face, nothing below the faces imports a face, and no module imports another module's private
+(``_name``) names.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import egoframe
 ROOT = Path(egoframe.__file__).parent
 FACES = ("egoframe.cli", "egoframe.demo", "egoframe.study")
 WORKFLOWS = ("egoframe.pipelines", "egoframe.training", "egoframe.evaluation", "egoframe.siblings",
-             "egoframe.recipe", "egoframe.quickstart")
-PARTS = ("egoframe.models", "egoframe.diffusion", "egoframe.engine", "egoframe.world", "egoframe.data", "egoframe.vllm",
-         "egoframe.enrichment", "egoframe.utils", "egoframe.errors")
+             "egoframe.workflows")
+PARTS = ("egoframe.models", "egoframe.diffusion", "egoframe.engine", "egoframe.world", "egoframe.data",
+         "egoframe.vllm", "egoframe.enrichment", "egoframe.utils", "egoframe.errors")
 
 
 def _in(module: str, packages: tuple[str, ...]) -> bool:
@@ -47,6 +48,17 @@ def test_every_module_is_in_a_layer():
 def test_parts_never_import_workflows_or_faces():
     bad = sorted({(a, b) for a, b, _ in _imports() if _in(a, PARTS) and _in(b, WORKFLOWS + FACES)})
     assert not bad, f"a part imports a workflow or a face: {bad}"
+
+
+def test_only_faces_import_the_orchestrators_and_the_metrics_only_measure():
+    """``egoframe.workflows`` (quickstart, recipe, reproduce, siblings compare, eval-world) runs the others;
+    nothing but a face imports it, and the metrics package never trains (no import of training or siblings)."""
+    bad = sorted({(a, b) for a, b, _ in _imports() if _in(b, ("egoframe.workflows",))
+                  and not _in(a, FACES + ("egoframe.workflows",))})
+    assert not bad, f"an orchestrator imported from below: {bad}"
+    bad = sorted({(a, b) for a, b, _ in _imports() if _in(a, ("egoframe.evaluation",))
+                  and _in(b, ("egoframe.training", "egoframe.siblings", "egoframe.workflows"))})
+    assert not bad, f"the metrics package imports a trainer: {bad}"
 
 
 def test_nothing_below_the_faces_imports_a_face():

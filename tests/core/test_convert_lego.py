@@ -115,7 +115,8 @@ def lego_ckpt(tmp_path_factory):
     """A tiny LEGO checkpoint in the public layout, plus the reference modules it was made from."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import (
-        create_unet_diffusers_config_from_ldm, create_vae_diffusers_config_from_ldm,
+        create_unet_diffusers_config_from_ldm,
+        create_vae_diffusers_config_from_ldm,
     )
     from transformers import CLIPTextConfig, CLIPTextModel
 

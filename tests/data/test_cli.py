@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.data.conftest import make_video
 from egoframe.data.records import load_records
+from tests.data.conftest import make_video
 
 pytestmark = pytest.mark.timeout(120)
 

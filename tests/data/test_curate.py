@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.data.conftest import decode_index, frame_image, make_video
 from egoframe.data.curate import CurationConfig, apply_thresholds, curate
 from egoframe.data.records import load_records
 from egoframe.errors import InputError
+from tests.data.conftest import decode_index, frame_image, make_video
 
 
 def _epic_config(fixtures_dir, videos, out, **kw) -> CurationConfig:

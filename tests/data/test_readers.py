@@ -6,8 +6,13 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from egoframe.data.edit_formats import (load_source_images, read_ip2p_folders, read_ip2p_parquet, read_magicbrush,
-                                        read_reason_edit)
+from egoframe.data.edit_formats import (
+    load_source_images,
+    read_ip2p_folders,
+    read_ip2p_parquet,
+    read_magicbrush,
+    read_reason_edit,
+)
 from egoframe.data.ego4d import read_ego4d_fho
 from egoframe.data.epic100 import estimate_fps, parse_timestamp, read_epic100
 from egoframe.errors import InputError

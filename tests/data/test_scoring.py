@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
 
-from tests.data.conftest import frame_image
 from egoframe.data.curate import CurationConfig, curate
 from egoframe.data.records import load_records
-from egoframe.data.scoring import (LaionAestheticScorer, OfflineQualityScorer, ScorerSpec, FrameJudge,
-                                   offline_features)
+from egoframe.data.scoring import FrameJudge, LaionAestheticScorer, OfflineQualityScorer, ScorerSpec, offline_features
 from egoframe.errors import MissingWeightsError
+from tests.data.conftest import frame_image
 
 
 def test_offline_scorer_prefers_sharp_and_well_exposed_frames():

@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 
-from tests.data.conftest import decode_index, make_video
-from egoframe.data.video import (FrameFolderReader, VideoFrameReader, decode_sequential, find_frame_folder,
-                                 time_to_frame)
+from egoframe.data.video import FrameFolderReader, VideoFrameReader, decode_sequential, find_frame_folder, time_to_frame
 from egoframe.errors import InputError
+from tests.data.conftest import decode_index, make_video
 
 
 def test_seeking_reader_returns_exactly_the_wanted_frames(tmp_path):

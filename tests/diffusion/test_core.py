@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers import DDPMScheduler, EulerAncestralDiscreteScheduler, UniPCMultistepScheduler, UNet2DConditionModel
+from diffusers import DDPMScheduler, EulerAncestralDiscreteScheduler, UNet2DConditionModel, UniPCMultistepScheduler
 from PIL import Image
 
 from egoframe.diffusion import cfg, check_interval, dual_cfg, is_guided, step_kwargs

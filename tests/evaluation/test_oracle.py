@@ -112,10 +112,9 @@ def test_trained_oracle_saves_reloads_and_reports(oracle_dir, tiny_world):  # no
 def test_missing_oracle_and_world_columns_are_clear_errors(tmp_path, oracle_dir, tiny_world):  # noqa: F811
     from PIL import Image
 
+    import egoframe.evaluation.oracle as oracle_module
     from egoframe.evaluation.generation_set import Sample, write_generation_set
     from egoframe.evaluation.runner import EvalConfig, MetricWeights, evaluate_folder
-
-    import egoframe.evaluation.oracle as oracle_module
 
     with pytest.MonkeyPatch.context() as mp:  # an install without the shipped oracle says what to pass
         mp.setattr(oracle_module, "SHIPPED_ORACLE", str(tmp_path / "no-shipped-oracle"))

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from egoframe.evaluation.reproduce import METHOD_RUNS, ReproduceConfig, prepare_data, reproduce, verdict
+from egoframe.workflows.reproduce import METHOD_RUNS, ReproduceConfig, prepare_data, reproduce, verdict
 from tests.evaluation.world_fixtures import tiny_world  # noqa: F401  (fixture)
 
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from egoframe.errors import InputError
-from egoframe.evaluation.world_eval import EvalWorldConfig, run_eval_world
+from egoframe.workflows.eval_world import EvalWorldConfig, run_eval_world
 from tests.evaluation.world_fixtures import tiny_oracle, tiny_world  # noqa: F401  (fixtures)
 
 MODEL = os.path.join(os.path.dirname(__file__), "..", "..", "src", "egoframe", "assets", "default-model")

@@ -97,7 +97,7 @@ def save_tiny_egovlp_pth(folder: Path, seed: int = 0, frames: int = 4) -> Path:
 
 
 def save_tiny_blip(folder: Path, seed: int = 0) -> Path:
-    from transformers import BlipConfig, BlipForConditionalGeneration, BertTokenizer
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration
 
     torch.manual_seed(seed)
     words = ("a", "person", "cuts", "tomato", "opens", "drawer", "the", "knife", "hand", "board")

@@ -17,13 +17,18 @@ from egoframe.errors import InputError, MissingWeightsError
 from egoframe.evaluation import pixel
 from egoframe.evaluation.clip_dino import ClipScorer, DinoScorer
 from egoframe.evaluation.lpips import Lpips, save_lpips_weights
+from egoframe.evaluation.pixel import ssim_map
 from egoframe.evaluation.runner import MetricWeights
 from egoframe.siblings.benchmarks.manifest import read_manifest
-from egoframe.siblings.benchmarks.masks import (background_lpips, background_psnr, background_ssim, binarize_mask,
-                                                foreground_crop)
+from egoframe.siblings.benchmarks.masks import (
+    background_lpips,
+    background_psnr,
+    background_ssim,
+    binarize_mask,
+    foreground_crop,
+)
 from egoframe.siblings.benchmarks.protocols import BenchConfig
 from egoframe.siblings.benchmarks.scoring import run_benchmark
-from egoframe.evaluation.pixel import ssim_map
 from tests.evaluation.tiny_models import save_tiny_clip, save_tiny_dinov2
 
 RESAMPLES = 200

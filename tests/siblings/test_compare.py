@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 import egoframe.siblings.train as sibling_train
 from egoframe.errors import ConfigError, InputError, MissingWeightsError
-from egoframe.siblings.compare import CompareConfig, compare, run_configs, train_run
+from egoframe.workflows.siblings_compare import CompareConfig, compare, run_configs, train_run
 from tests.evaluation.world_fixtures import tiny_world  # noqa: F401  (fixture)
 
 LEGO = os.path.join(os.path.dirname(__file__), "..", "..", "src", "egoframe", "assets", "default-model")
@@ -23,7 +24,7 @@ LEGO = os.path.join(os.path.dirname(__file__), "..", "..", "src", "egoframe", "a
 def world_inputs(tiny_world, tmp_path_factory):  # noqa: F811
     """Curated + rule-enriched pairs of the tiny world and a tiny oracle trained a few steps."""
     from egoframe.evaluation.oracle import OracleConfig, train_oracle
-    from egoframe.evaluation.reproduce import ReproduceConfig, prepare_data
+    from egoframe.workflows.reproduce import ReproduceConfig, prepare_data
 
     work = str(tmp_path_factory.mktemp("compare-inputs"))
     data = prepare_data(ReproduceConfig(world=tiny_world, out_dir=work))
@@ -102,9 +103,10 @@ def test_interrupted_run_resumes_and_a_run_without_checkpoint_restarts(tiny_worl
 
     monkeypatch.setattr(sibling_train, "train_sibling", fake_train)
     os.makedirs(os.path.join(config.out_dir, "checkpoints", "step-00000001"))
+    open(os.path.join(config.out_dir, "checkpoints", "step-00000001", "state.json"), "w").close()  # complete
     open(os.path.join(config.out_dir, sibling_train.LOSSES), "w").close()
     assert train_run(config)["resumed"] is True
-    os.rmdir(os.path.join(config.out_dir, "checkpoints", "step-00000001"))  # killed before any checkpoint
+    shutil.rmtree(os.path.join(config.out_dir, "checkpoints", "step-00000001"))  # killed before any checkpoint
     assert train_run(config)["resumed"] is False
     assert calls == [(True, True), (False, False)]  # the checkpoint-less run starts from an empty directory
 

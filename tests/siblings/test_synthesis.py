@@ -18,10 +18,22 @@ from egoframe.siblings.synthesis.driver import synthesize_part3, synthesize_smar
 from egoframe.siblings.synthesis.part3 import Part3Stages, part3_stages
 from egoframe.siblings.synthesis.smartedit import SmartEditConfig, context_stats, harmonize, transform_layer
 from egoframe.siblings.synthesis.types import Detection, Frame, Pick, dilate
-from egoframe.siblings.synthesis.weights import (Blip2Captioner, DiffusersInpainter, GligenReplacer,
-                                                 GroundingDinoGrounder, LlmPicker, SpacyNouns, parse_replacement)
-from egoframe.siblings.synthesis.world import (WorldCaptioner, WorldGrounder, WorldReplacer, WorldRulePicker,
-                                               world_caption)
+from egoframe.siblings.synthesis.weights import (
+    Blip2Captioner,
+    DiffusersInpainter,
+    GligenReplacer,
+    GroundingDinoGrounder,
+    LlmPicker,
+    SpacyNouns,
+    parse_replacement,
+)
+from egoframe.siblings.synthesis.world import (
+    WorldCaptioner,
+    WorldGrounder,
+    WorldReplacer,
+    WorldRulePicker,
+    world_caption,
+)
 from egoframe.world import render_state
 from egoframe.world.render import render_object_alpha
 from tests.evaluation.world_fixtures import tiny_world  # noqa: F401  (fixture)

@@ -12,8 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from egoframe.errors import EgoframeError, InputError
-from egoframe.study import StudyConfig, create_study, read_generation_set
-from egoframe.study import db
+from egoframe.study import StudyConfig, create_study, db, read_generation_set
 
 from .conftest import METHODS, make_generation_set
 

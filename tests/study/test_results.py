@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from egoframe.study.results import (
-    RaterSummary, VoteRow, fleiss_kappa, paper_table, results_from_votes, svg_bar_chart, votes_csv, win_rates_csv,
+    RaterSummary,
+    VoteRow,
+    fleiss_kappa,
+    paper_table,
+    results_from_votes,
+    svg_bar_chart,
+    votes_csv,
+    win_rates_csv,
     write_plot,
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tests.vllm.vllm_testdata import make_dataset, tiny_config
 
 

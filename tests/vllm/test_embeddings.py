@@ -8,7 +8,6 @@ import torch
 
 from egoframe.errors import InputError
 from egoframe.vllm.embeddings import ExtractionConfig, describe_frames, extract_vllm_embeddings, generate_answers
-
 from tests.vllm.vllm_testdata import synthetic_frame
 
 

@@ -16,8 +16,14 @@ from egoframe.vllm.model import load_vllm
 def _save_llava_hf_like(out: str) -> None:
     """Build with plain transformers classes (as llava-hf's conversion script does), not with our builder."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
-                              LlavaProcessor, PreTrainedTokenizerFast)
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     core = Tokenizer(models.BPE(unk_token="<unk>"))

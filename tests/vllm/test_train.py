@@ -8,12 +8,12 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file
-from tests.vllm.vllm_testdata import tiny_config
 
 from egoframe.errors import ConfigError, InputError
 from egoframe.vllm.data import encode_instruction_batch, load_instruction_examples
 from egoframe.vllm.model import load_vllm
 from egoframe.vllm.train import VllmTrainConfig, latest_checkpoint, train_vllm
+from tests.vllm.vllm_testdata import tiny_config
 
 
 def _config(dataset_dir, out, **kw) -> VllmTrainConfig:
@@ -115,6 +115,7 @@ def test_no_descriptions(tmp_path):
 def test_descriptions_parquet_overrides_and_failed_rows_are_skipped(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from tests.vllm.vllm_testdata import make_dataset
 
     data = make_dataset(str(tmp_path / "d"), n=3, with_descriptions=False)
@@ -130,9 +131,8 @@ def test_vision_pretraining_makes_the_model_read_the_frame(tmp_path):
     """The embedded recipe (stage 0 vision pretraining, frozen tower, bias-free projector): on the synthetic set
     the colour and the hand are only in the picture, so answers must be cheaper with the real frames than with
     frames shuffled among the held-out pairs."""
-    from tests.vllm.vllm_testdata import make_dataset
-
     from egoframe.vllm.evaluate import image_reliance
+    from tests.vllm.vllm_testdata import make_dataset
 
     data = make_dataset(str(tmp_path / "data"), n=60)
     config = _config(data, tmp_path / "run", pretrain_vision_steps=40, pretrain_vision_batch_size=24, lr=3e-3,
@@ -164,9 +164,9 @@ def test_action_conditioned_pretraining_reads_what_depends_on_the_action(tiny_vl
     import copy
 
     import numpy as np
-    from tests.vllm.vllm_testdata import synthetic_frame
 
     from egoframe.vllm.pretrain import pretrain_vision_tower
+    from tests.vllm.vllm_testdata import synthetic_frame
 
     rng = np.random.default_rng(0)
     frames, descriptions, actions = [], [], []
@@ -234,9 +234,9 @@ def test_reading_head_reads_what_only_frame_and_action_together_say(tiny_vllm):
     import copy
 
     import numpy as np
-    from tests.vllm.vllm_testdata import synthetic_frame
 
     from egoframe.vllm.pretrain import pretrain_vision_tower
+    from tests.vllm.vllm_testdata import synthetic_frame
 
     rng = np.random.default_rng(0)
     frames, descriptions, actions = [], [], []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+
 from egoframe.data.records import ActionRecord, Box, save_records
 
 COLORS = {"red": (220, 40, 40), "blue": (40, 60, 220), "green": (40, 200, 60)}

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from egoframe.quickstart import QuickstartConfig, run_quickstart
+from egoframe.workflows.quickstart import QuickstartConfig, run_quickstart
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from egoframe.errors import InputError
-from egoframe.recipe import RecipeConfig, run_recipe
+from egoframe.workflows.recipe import RecipeConfig, run_recipe
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -58,7 +58,7 @@ def test_recipe_bad_input_is_one_line(tmp_path):
 
 def test_recipe_attention_levels_reach_the_unet(tmp_path):
     from egoframe.models.tiny import TinyConfig, tiny_components
-    from egoframe.recipe import diffusion_config
+    from egoframe.workflows.recipe import diffusion_config
 
     with pytest.raises(InputError, match="attention-levels"):
         RecipeConfig(out_dir=str(tmp_path), attention_levels=4).validate()

@@ -47,7 +47,7 @@ def eval_world(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     from egoframe.errors import InputError
-    from egoframe.evaluation.world_eval import EvalWorldConfig, run_eval_world
+    from egoframe.workflows.eval_world import EvalWorldConfig, run_eval_world
 
     interval = None
     if guidance_interval is not None:

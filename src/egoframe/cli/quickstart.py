@@ -26,7 +26,7 @@ def quickstart(
     from rich.console import Console
     from rich.table import Table
 
-    from egoframe.quickstart import QuickstartConfig, run_quickstart
+    from egoframe.workflows.quickstart import QuickstartConfig, run_quickstart
 
     console = Console()
     config = QuickstartConfig(out_dir=str(out), videos=videos, vllm_steps=vllm_steps,

@@ -41,7 +41,7 @@ def recipe(
     from rich.console import Console
     from rich.table import Table
 
-    from egoframe.recipe import RecipeConfig, run_recipe
+    from egoframe.workflows.recipe import RecipeConfig, run_recipe
 
     console = Console()
     config = RecipeConfig(out_dir=str(out), pairs=pairs, seed=seed, steps=steps, decay_start=decay_start,

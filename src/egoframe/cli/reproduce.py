@@ -41,8 +41,8 @@ def reproduce(
     egovlp: Optional[Path] = typer.Option(None, "--egovlp"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
 ) -> None:
-    from egoframe.evaluation.reproduce import ReproduceConfig
-    from egoframe.evaluation.reproduce import reproduce as run
+    from egoframe.workflows.reproduce import ReproduceConfig
+    from egoframe.workflows.reproduce import reproduce as run
     from egoframe.evaluation.runner import MetricWeights
 
     def text(path):

@@ -104,8 +104,8 @@ def compare(
     import shlex
     import sys
 
-    from egoframe.siblings.compare import CompareConfig
-    from egoframe.siblings.compare import compare as run
+    from egoframe.workflows.siblings_compare import CompareConfig
+    from egoframe.workflows.siblings_compare import compare as run
 
     config = CompareConfig(
         data=str(data), world=str(world), oracle=str(oracle) if oracle else None, out_dir=str(out),

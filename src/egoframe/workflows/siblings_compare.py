@@ -14,7 +14,7 @@ Steps, each resumable (a finished step is reused, an interrupted one continues):
 5. write REPORT.md with 95 % bootstrap intervals and paired bootstrap tests (each column vs copy, reasoning vs
    direct per system), a bar chart and an image grid.
 
-Reused from ``egoframe.evaluation.reproduce``: the held-out sample, the reference columns, the tables, paired
+Reused from ``egoframe.workflows.reproduce``: the held-out sample, the reference columns, the tables, paired
 differences, figures and the oracle section, so both reports read the same way.
 """
 
@@ -32,7 +32,13 @@ from egoframe.diffusion import encode_image_latents
 from egoframe.errors import ConfigError, InputError
 from egoframe.evaluation.generation_set import write_generation_set
 from egoframe.evaluation.oracle import REPORT_FILE, OracleReader, resolve_oracle
-from egoframe.evaluation.reproduce import (
+from egoframe.evaluation.runner import EvalConfig, MetricWeights, evaluate_folder
+from egoframe.pipelines.loading import load_pipeline
+from egoframe.siblings import train as sibling_train
+from egoframe.siblings.pipeline import SIBLING_FILE, load_sibling_pipeline
+from egoframe.siblings.reasoning import write_reasoning_variant
+from egoframe.utils.images import tensor_to_pil
+from egoframe.workflows.reproduce import (
     held_out_records,
     image_grid,
     metric_bars,
@@ -42,12 +48,7 @@ from egoframe.evaluation.reproduce import (
     reference_samples,
     verdict,
 )
-from egoframe.evaluation.runner import EvalConfig, MetricWeights, evaluate_folder
-from egoframe.pipelines.loading import load_pipeline
-from egoframe.siblings import train as sibling_train
-from egoframe.siblings.pipeline import SIBLING_FILE, load_sibling_pipeline
-from egoframe.siblings.reasoning import write_reasoning_variant
-from egoframe.utils.images import tensor_to_pil
+from egoframe.workflows.stages import Stages
 from egoframe.world import WorldManifest
 
 logger = logging.getLogger(__name__)
@@ -230,28 +231,6 @@ def train_systems(cfg: CompareConfig, root: str) -> dict[str, dict]:
 
 
 STAGE_TIMES = "stage_times.json"
-
-
-class StageTimes:
-    """Wall seconds per stage in this invocation, and when each stage last did its work (kept in a JSON file,
-    so a rerun that reuses a stage still reports what it cost)."""
-
-    def __init__(self, path: str):
-        self.path, self.now, self.done = path, {}, {}
-        if os.path.exists(path):
-            with open(path) as fh:
-                self.done = json.load(fh)
-
-    def record(self, stage: str, seconds: float, did_work: bool) -> None:
-        seconds = round(seconds, 1)
-        self.now[stage] = seconds
-        if did_work:
-            self.done[stage] = seconds
-            with open(self.path, "w") as fh:
-                json.dump(self.done, fh, indent=1)
-
-    def rows(self) -> dict[str, tuple[float, float | None]]:
-        return {k: (v, self.done.get(k)) for k, v in self.now.items()}
 
 
 def _write_images(paths: list[str], make, batch: int = 8) -> int:
@@ -543,7 +522,7 @@ def compare(config: CompareConfig, command: str = "egoframe sibling compare") ->
         torch.set_num_threads(cfg.threads)
     oracle_report = check_inputs(cfg)
     os.makedirs(cfg.out_dir, exist_ok=True)
-    timings = StageTimes(os.path.join(cfg.out_dir, STAGE_TIMES))
+    timings = Stages(cfg.out_dir, say=logger.info, file=STAGE_TIMES)
     start = t = time.time()
     data, data_info = prepare_data(cfg)
     records = held_out_records(cfg, data)  # no test split: fails here, before anything trains

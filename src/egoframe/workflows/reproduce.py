@@ -43,6 +43,7 @@ from egoframe.vllm.cache import VllmEmbeddingCache, build_embedding_cache
 from egoframe.vllm.model import load_vllm
 from egoframe.vllm.train import VllmTrainConfig, train_vllm
 from egoframe.vllm.train import latest_checkpoint as latest_vllm_checkpoint
+from egoframe.workflows.stages import Stages
 from egoframe.world import WorldManifest
 
 logger = logging.getLogger(__name__)
@@ -116,11 +117,6 @@ class ReproduceConfig:
 
 
 # ------------------------------------------------------------------------------------------- steps
-
-
-def _log(msg: str, timings: dict, key: str, t0: float) -> None:
-    timings[key] = round(time.time() - t0, 1)
-    logger.info("%s (%.0f s)", msg, timings[key])
 
 
 def prepare_data(cfg: ReproduceConfig) -> str:
@@ -517,7 +513,8 @@ def write_report(cfg: ReproduceConfig, summary: dict, set_dir: str, oracle_repor
               "Table 3 variants).", "", "![grid](grid.png)", "",
               "Rows: held-out pairs; columns: input, SDEdit, ProxEdit, IP2P, descriptions, LEGO, ground truth.", "",
               *oracle_section(oracle_report)]
-    lines += ["", "## Run", "", "| step | seconds |", "|---|---|"] + [f"| {k} | {v} |" for k, v in timings.items()]
+    lines += ["", "## Run", "", "| step | seconds (this run) | seconds (when it last did its work) |", "|---|---|---|"]
+    lines += [f"| {k} | {now} | {'' if last is None else last} |" for k, (now, last) in timings.items()]
     lines += ["", "Training runs: " + ", ".join(f"{k}: {'reused' if v.get('reused') else str(v.get('seconds')) + ' s'}"
                                                   for k, v in runs.items()),
               "", "Configuration (also in `reproduce_config.json`):", "", "```json",
@@ -580,26 +577,19 @@ def reproduce(config: ReproduceConfig, command: str = "egoframe reproduce --worl
         if metric in ("action-success", "state-acc", "psnr", "ssim", "l1", "l2"):
             raise ConfigError(f"{metric} is always computed; list only model metrics in extra metrics")
     os.makedirs(cfg.out_dir, exist_ok=True)
-    timings: dict[str, float] = {}
-    t = time.time()
-    data = prepare_data(cfg)
-    vae = prepare_vae(cfg, data)
-    cache = prepare_vllm_cache(cfg, data)
-    _log("data, VAE, VLLM embeddings ready", timings, "data + VAE + VLLM embeddings", t)
-    t = time.time()
-    oracle, oracle_report = prepare_oracle(cfg)
-    _log("oracle ready", timings, "oracle", t)
-    t = time.time()
-    runs = train_runs(cfg, data, vae, cache)
-    _log("variants trained", timings, "training (6 runs)", t)
-    t = time.time()
+    stages = Stages(cfg.out_dir, say=logger.info)
+
+    def inputs():
+        data = prepare_data(cfg)
+        return data, prepare_vae(cfg, data), prepare_vllm_cache(cfg, data)
+
+    data, vae, cache = stages.run("data + VAE + VLLM embeddings", inputs)
+    oracle, oracle_report = stages.run("oracle", lambda: prepare_oracle(cfg))
+    runs = stages.run("training (6 runs)", lambda: train_runs(cfg, data, vae, cache))
     records = held_out_records(cfg, data)
-    set_dir = generate_set(cfg, data, cache, runs, records)
-    _log("generation set written", timings, "generation", t)
-    t = time.time()
-    report = evaluate_set(cfg, set_dir, oracle)
-    _log("evaluated", timings, "evaluation", t)
-    return write_report(cfg, report.summary, set_dir, oracle_report, runs, timings, records, command)
+    set_dir = stages.run("generation", lambda: generate_set(cfg, data, cache, runs, records))
+    report = stages.run("evaluation", lambda: evaluate_set(cfg, set_dir, oracle))
+    return write_report(cfg, report.summary, set_dir, oracle_report, runs, stages.rows(), records, command)
 
 
 __all__ = ["CLAIMS", "METHOD_RUNS", "ReproduceConfig", "held_out_records", "image_grid", "metric_bars", "metric_table",

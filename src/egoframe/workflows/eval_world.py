@@ -4,7 +4,8 @@
 PNR target, the +-3 aesthetic choice; pairs whose true states show no change are dropped and counted),
 3. enrich it with the rule backend, 4. generate the held-out pairs with the model's shipped sampling, once per
 method, 5. score everything with the shipped oracle against the world's true states, and 6. write
-``OUT/summary.json``, ``OUT/report.md`` and ``OUT/grid.png``.
+``OUT/summary.json``, ``OUT/report.md`` and ``OUT/grid.png`` (seconds per stage in ``OUT/timings.json``, on the
+shared stage runner of :mod:`egoframe.workflows.stages`).
 
 Methods (same model, same noise seed per pair; they differ only in the text the model reads):
   vllm        the model's VLLM writes the description and the VLLM embeddings (what `egoframe generate` does)
@@ -37,6 +38,7 @@ from egoframe.evaluation.pixel import psnr, ssim
 from egoframe.pipelines.loading import load_pipeline
 from egoframe.utils.images import load_image, pil_to_tensor, tensor_to_pil
 from egoframe.utils.progress import ProgressBar
+from egoframe.workflows.stages import DONE_BEFORE, Stages
 from egoframe.world import WorldManifest, make_world
 from egoframe.world.facts import AMBIGUITIES, label_ambiguity, unchanged_pair
 
@@ -102,13 +104,15 @@ def run_eval_world(config: EvalWorldConfig, say=print) -> dict:
     out = config.out
     os.makedirs(out, exist_ok=True)
     world, data = os.path.join(out, "world"), os.path.join(out, "data")
-    _world(config, world, say)
-    _curate(config, world, data, say)
-    _enrich(data)
+    stages = Stages(out, say=lambda _: None)  # the stages say what they do themselves
+    stages.run("world", lambda: _world(config, world, say))
+    stages.run("curate", lambda: _curate(config, world, data, say))
+    stages.run("enrich", lambda: _enrich(data))
     records = _pairs(config, data)
     say(f"eval-world: {len(records)} held-out pairs of world seed {config.world_seed} ({config.split} split)")
-    samples = _generate(config, records, data, say)
-    summary = _score(config, samples, world, oracle_dir)
+    samples = stages.run("generate", lambda: _generate(config, records, data, say))
+    summary = stages.run("score", lambda: _score(config, samples, world, oracle_dir))
+    summary["timings_s"] = dict(stages.timings)
     _write_report(config, summary, samples)
     say(f"eval-world: -> {os.path.join(out, SUMMARY_FILE)}")
     return summary
@@ -117,21 +121,21 @@ def run_eval_world(config: EvalWorldConfig, say=print) -> dict:
 # ----------------------------------------------------------------------------------------- stages
 
 
-def _world(config: EvalWorldConfig, world: str, say) -> None:
+def _world(config: EvalWorldConfig, world: str, say) -> str | None:
     manifest = os.path.join(world, "manifest.json")
     if os.path.isfile(manifest):
         wc = WorldManifest.load(world).config
         if (wc.seed, wc.n_videos) != (config.world_seed, config.videos):
             raise InputError(f"{world} holds world seed {wc.seed} with {wc.n_videos} videos, not seed "
                              f"{config.world_seed} with {config.videos}: use another --out")
-        return
+        return DONE_BEFORE
     say(f"eval-world: making world seed {config.world_seed}, {config.videos} videos")
     make_world(world, n_videos=config.videos, seed=config.world_seed, progress=config.progress)
 
 
-def _curate(config: EvalWorldConfig, world: str, data: str, say) -> None:
+def _curate(config: EvalWorldConfig, world: str, data: str, say) -> str | None:
     if os.path.isfile(os.path.join(data, REPORT_FILE)):
-        return
+        return DONE_BEFORE
     say("eval-world: curating")
     # The world has no camera jumps and its offline similarity feature is not CLIP's, so the paper's CLIP
     # window is off; the world-truth filter (pairs showing no change) is on, as for every world curation.

@@ -20,11 +20,11 @@ from egoframe.evaluation.pixel import psnr_from_mse
 from egoframe.pipelines.loading import load_pipeline
 from egoframe.training.config import parse_config
 from egoframe.utils.checkpoint import atomic_write_json
-from egoframe.utils.stages import DONE_BEFORE, Stages
 from egoframe.vllm.cache import build_embedding_cache
 from egoframe.vllm.model import load_vllm
 from egoframe.vllm.train import VllmTrainConfig, train_vllm
 from egoframe.vllm.train import latest_checkpoint as latest_vllm_checkpoint
+from egoframe.workflows.stages import DONE_BEFORE, Stages
 from egoframe.world import make_world
 
 

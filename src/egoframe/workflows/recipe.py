@@ -20,15 +20,15 @@ from dataclasses import asdict, dataclass, field
 from egoframe.enrichment import enrich_dataset
 from egoframe.enrichment.rules import RuleConfig
 from egoframe.errors import InputError
-from egoframe.evaluation.world_eval import EvalWorldConfig, run_eval_world
-from egoframe.quickstart import shipped_vae_dir
 from egoframe.training.config import parse_config
 from egoframe.utils.checkpoint import atomic_write_json
-from egoframe.utils.stages import DONE_BEFORE, Stages
 from egoframe.vllm.cache import build_embedding_cache
 from egoframe.vllm.model import load_vllm
 from egoframe.vllm.train import VllmTrainConfig, train_vllm
 from egoframe.vllm.train import latest_checkpoint as latest_vllm_checkpoint
+from egoframe.workflows.eval_world import EvalWorldConfig, run_eval_world
+from egoframe.workflows.quickstart import shipped_vae_dir
+from egoframe.workflows.stages import DONE_BEFORE, Stages
 from egoframe.world.pairs import write_pairs
 
 
