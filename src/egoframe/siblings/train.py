@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
 from egoframe.diffusion import cfg_dropout, diffusion_target, encode_image_latents
@@ -49,6 +49,7 @@ from egoframe.siblings.connectors import connector_class, conv_in_residual, load
 from egoframe.siblings.pipeline import SiblingPipeline, connector_condition, frames_uint8
 from egoframe.training.data import PairSource, batch_indices
 from egoframe.utils.checkpoint import atomic_write_json
+from egoframe.utils.config import StrictModel, load_yaml_config
 from egoframe.utils.progress import ProgressBar
 from egoframe.utils.safe_loading import weights_kwargs
 from egoframe.vllm.model import load_vllm
@@ -69,11 +70,7 @@ DEFAULT_WEIGHTS = {
 }
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class SiblingTrainConfig(_Strict):
+class SiblingTrainConfig(StrictModel):
     system: Literal["smartedit", "mgie", "rp2p"]
     stage: Literal[1, 2] = 2  # 1 exists for SmartEdit only (LLM-CLIP alignment)
     root: str  # curated pairs (pairs.parquet), e.g. the embedded world after `egoframe data curate`
@@ -125,23 +122,7 @@ class SiblingTrainConfig(_Strict):
 
 
 def load_train_config(path: str, overrides: dict | None = None) -> SiblingTrainConfig:
-    import yaml
-    from pydantic import ValidationError
-
-    try:
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of settings")
-    data.update(overrides or {})
-    try:
-        return SiblingTrainConfig(**data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        raise ConfigError(f"{path}: {where}: {err['msg']}") from None
+    return load_yaml_config(SiblingTrainConfig, path, overrides)
 
 
 @dataclass

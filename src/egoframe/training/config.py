@@ -5,16 +5,13 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from egoframe.errors import ConfigError
+from egoframe.utils.config import StrictModel, load_yaml_config, validate_config
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     root: str  # a curated data set (pairs.parquet + shards), from `egoframe data curate`
     split: str = "train"
     val_split: str = "test"
@@ -32,7 +29,7 @@ class DataConfig(_Strict):
     num_workers: int = Field(0, ge=0, le=64)
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     # "tiny": build the embedded-default architecture; otherwise a Stable Diffusion 1.5 directory or
     # an egoframe model directory to fine-tune.
     init: str = "tiny"
@@ -47,7 +44,7 @@ class ModelConfig(_Strict):
     mode: Literal["edit", "t2i"] = "edit"
 
 
-class OptimConfig(_Strict):
+class OptimConfig(StrictModel):
     lr: float = Field(1e-4, gt=0)  # LEGO: AdamW, 1e-4 constant
     weight_decay: float = Field(1e-2, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
@@ -78,7 +75,7 @@ class OptimConfig(_Strict):
     change_weight: float = Field(0.0, ge=0)
 
 
-class DropoutConfig(_Strict):
+class DropoutConfig(StrictModel):
     # Classifier-free guidance dropout (LEGO supp. F.4): 5 % text (VLLM embeddings go with it),
     # 5 % image, 5 % both.
     text: float = Field(0.05, ge=0, le=1)
@@ -92,7 +89,7 @@ class DropoutConfig(_Strict):
         return self
 
 
-class LogConfig(_Strict):
+class LogConfig(StrictModel):
     out_dir: str
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(200, ge=1)
@@ -115,7 +112,7 @@ class LogConfig(_Strict):
         return self
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
@@ -156,32 +153,9 @@ class TrainConfig(_Strict):
 
 
 def parse_config(data: dict) -> TrainConfig:
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-        raise ConfigError(f"{where}: {message}{more}") from None
+    return validate_config(TrainConfig, data)
 
 
 def load_config(path: str, overrides: dict | None = None) -> TrainConfig:
-    import yaml
-
-    if not os.path.exists(path):
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of sections (data, model, optim, dropout, log)")
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return parse_config(data)
+    return load_yaml_config(TrainConfig, path, overrides,
+                            expected="a mapping of sections (data, model, optim, dropout, log)")
