@@ -2,13 +2,16 @@
 
 Columns: ``sample_id, action, description, input, target`` and one column per method whose cells are that
 method's generated image for the row. A method column is any other column whose non-empty cells all name
-image files (``.png .jpg .jpeg .webp``); other extra columns (scores, seeds, splits) are ignored. The
-evaluation runner and the user-study app (``egoframe.study.generation_set``) both read it.
+image files (``.png .jpg .jpeg .webp``); other extra columns (scores, seeds, splits) are ignored. This module is
+the layout's one home: the evaluation runner reads it with :func:`read_generation_set`, and the user-study app
+(``egoframe.study.generation_set``) reads the same table with :func:`read_table` and :func:`is_image_column`,
+adding its own checks on what raters will see.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,17 +52,9 @@ def read_generation_set(root: str | os.PathLike, reference_dir: str | os.PathLik
     cells and missing files raise :class:`InputError`."""
     root = Path(root)
     table = root / SAMPLES_FILE
-    if not table.is_file():
-        raise InputError(f"{root} is not a generation set: no {SAMPLES_FILE} (see docs/formats.md)")
     reference_root = Path(reference_dir) if reference_dir is not None else root
-    with table.open(newline="", encoding="utf-8-sig") as handle:  # tolerate a BOM from spreadsheet exports
-        reader = csv.DictReader(handle)
-        columns = list(reader.fieldnames or [])
-        rows = list(reader)
-    absent = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if absent:
-        raise InputError(f"{table}: missing column(s) {', '.join(absent)}")
-    available = [c for c in columns if c not in RESERVED_COLUMNS and _is_image_column(rows, c)]
+    columns, rows = read_table(root)
+    available = [c for c in columns if c not in RESERVED_COLUMNS and is_image_column(rows, c)]
     extra_columns = [c for c in columns if c not in RESERVED_COLUMNS and c not in available]
     if methods:
         unknown = [m for m in methods if m not in available]
@@ -112,7 +107,26 @@ def write_generation_set(root: str | os.PathLike, samples: list[Sample], methods
     return path
 
 
-def _is_image_column(rows: list[dict], column: str) -> bool:
+def read_table(root: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of ``<root>/samples.csv``, with the required columns checked; a BOM (spreadsheet
+    exports) is tolerated and an unreadable CSV is an :class:`InputError`."""
+    table = Path(root) / SAMPLES_FILE
+    if not table.is_file():
+        raise InputError(f"{root} is not a generation set: no {SAMPLES_FILE} (see docs/formats.md)")
+    text = table.read_text(encoding="utf-8-sig")
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+        header = next(csv.reader(io.StringIO(text)), [])
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (128 KiB): a broken export, not a bug
+        raise InputError(f"{table}: not a readable CSV ({exc})") from None
+    absent = [c for c in REQUIRED_COLUMNS if c not in header]
+    if absent:
+        raise InputError(f"{table}: missing column(s) {', '.join(absent)} (have {', '.join(header) or 'none'})")
+    return header, rows
+
+
+def is_image_column(rows: list[dict], column: str) -> bool:
+    """A method column: some cell is filled and every filled cell names an image file."""
     values = [(row.get(column) or "").strip() for row in rows]
     return any(values) and all(v.lower().endswith(IMAGE_SUFFIXES) for v in values if v)
 

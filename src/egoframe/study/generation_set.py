@@ -1,6 +1,6 @@
 """Reading a generation set: the methods x samples outputs a study is built from.
 
-Layout (docs/formats.md, written from the evaluation side)::
+Layout (docs/formats.md; its one home is ``egoframe.evaluation.generation_set``, whose table reader this uses)::
 
     <dir>/samples.csv   sample_id, action, description, input, target, <method>, <method>, ...
     <dir>/...           the images; every path in the CSV is relative to <dir>
@@ -20,17 +20,13 @@ absolute, for sets on the server's own disk; ``confine=True`` (uploaded sets) re
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from dataclasses import dataclass, field
 
 from egoframe.errors import InputError
+from egoframe.evaluation.generation_set import RESERVED_COLUMNS as FIXED_COLUMNS
+from egoframe.evaluation.generation_set import SAMPLES_FILE, is_image_column, read_table
 
-SAMPLES_FILE = "samples.csv"
-FIXED_COLUMNS = ("sample_id", "action", "description", "input", "target")
-REQUIRED_COLUMNS = ("sample_id", "action", "input")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MAX_ACTION_CHARS = 300  # a label is a few words; a paragraph here is a broken export
 MAX_DESCRIPTION_CHARS = 2000
 MAX_NAME_CHARS = 64
@@ -88,24 +84,13 @@ def read_generation_set(root: str | os.PathLike, methods: list[str] | None = Non
         raise InputError(f"generation set kind must be one of {', '.join(KINDS)}, got {kind!r}")
     root = os.path.abspath(os.fspath(root))
     path = os.path.join(root, SAMPLES_FILE)
-    if not os.path.isfile(path):
-        raise InputError(f"no {SAMPLES_FILE} in {root}: a generation set is a folder with {SAMPLES_FILE} and images")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        text = f.read()
-    try:
-        rows = list(csv.DictReader(io.StringIO(text)))
-        header = next(csv.reader(io.StringIO(text)), [])
-    except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (128 KiB): a broken export, not a bug
-        raise InputError(f"{path}: not a readable CSV ({exc})") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (have {', '.join(header) or 'none'})")
+    header, rows = read_table(root)
     if not rows:
         raise InputError(f"{path}: no samples")
     if methods is None and kind == "texts":
         methods = ["description"] if "description" in header else []
     elif methods is None:
-        methods = [c for c in header if c not in FIXED_COLUMNS and _is_image_column(rows, c)]
+        methods = [c for c in header if c not in FIXED_COLUMNS and is_image_column(rows, c)]
     else:
         unknown = [m for m in methods if m not in header]
         if unknown:
@@ -137,11 +122,6 @@ def read_generation_set(root: str | os.PathLike, methods: list[str] | None = Non
                    for m in methods} if kind == "texts" else {},
         ))
     return GenerationSet(root=root, methods=methods, samples=samples)
-
-
-def _is_image_column(rows: list[dict], column: str) -> bool:
-    values = [(r.get(column) or "").strip() for r in rows]
-    return any(values) and all(v.lower().endswith(IMAGE_SUFFIXES) for v in values if v)
 
 
 def _image_path(root: str, rel: str, where: str, confine: bool) -> str:
