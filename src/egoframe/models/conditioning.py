@@ -20,6 +20,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from egoframe.models.ablations import ABLATIONS  # noqa: F401  (re-exported: the module's configurations)
+
 TEXT_SOURCES = ("description", "label")
 # Where the null VLLM condition is made (classifier-free dropout, the unconditional branches at sampling):
 # "outputs": the VLLM blocks of C are zeros, σ(H_i) and π(μ(H_t)) multiplied by 0 after projection, as LEGO's
@@ -53,17 +55,6 @@ class LegoConditioningConfig:
 
     def to_kwargs(self) -> dict:
         return asdict(self)
-
-
-# Table 3 of the LEGO paper, plus the IP2P baseline, as configurations of the same module.
-ABLATIONS: dict[str, dict] = {
-    "ip2p": dict(text_source="label", use_image_tokens=False, use_text_tokens=False),
-    "labels": dict(text_source="label", use_image_tokens=False, use_text_tokens=False),
-    "descriptions": dict(text_source="description", use_image_tokens=False, use_text_tokens=False),
-    "desc+text": dict(text_source="description", use_image_tokens=False, use_text_tokens=True),
-    "desc+image": dict(text_source="description", use_image_tokens=True, use_text_tokens=False),
-    "lego": dict(text_source="description", use_image_tokens=True, use_text_tokens=True),
-}
 
 
 class LegoConditioning(ModelMixin, ConfigMixin):

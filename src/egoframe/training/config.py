@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from egoframe.errors import ConfigError
+from egoframe.models.ablations import AblationName, ablation_uses_descriptions, ablation_uses_vllm
 from egoframe.utils.config import StrictModel, load_yaml_config, validate_config
 
 
@@ -33,7 +34,7 @@ class ModelConfig(StrictModel):
     # "tiny": build the embedded-default architecture; otherwise a Stable Diffusion 1.5 directory or
     # an egoframe model directory to fine-tune.
     init: str = "tiny"
-    ablation: Literal["ip2p", "labels", "descriptions", "desc+text", "desc+image", "lego"] = "lego"
+    ablation: AblationName = "lego"
     vae: str | None = None  # a trained VAE directory for the tiny architecture (`egoframe vae train`)
     tiny: dict = Field(default_factory=dict)  # TinyConfig overrides
     use_text_mask: bool = True  # False reproduces the public code (no padding mask on H_t)
@@ -122,11 +123,11 @@ class TrainConfig(StrictModel):
 
     @property
     def needs_descriptions(self) -> bool:
-        return self.model.ablation not in ("ip2p", "labels")
+        return ablation_uses_descriptions(self.model.ablation)
 
     @property
     def needs_vllm(self) -> bool:
-        return self.model.ablation in ("desc+text", "desc+image", "lego")
+        return ablation_uses_vllm(self.model.ablation)
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -37,6 +37,7 @@ from egoframe.evaluation.generation_set import Sample, read_generation_set, writ
 from egoframe.evaluation.oracle import REPORT_FILE, SHIPPED_ORACLE, WEIGHTS_FILE, OracleConfig, train_oracle
 from egoframe.evaluation.runner import EvalConfig, MetricWeights, evaluate_folder
 from egoframe.evaluation.stats import holm
+from egoframe.models.ablations import ablation_uses_vllm
 from egoframe.pipelines.loading import load_pipeline
 from egoframe.training.config import parse_config
 from egoframe.vllm.cache import VllmEmbeddingCache, build_embedding_cache
@@ -171,7 +172,7 @@ def run_config(cfg: ReproduceConfig, name: str, data: str, vae: str, cache: str)
     tiny = dict(cfg.tiny)  # the embedded default's TinyConfig unless overridden
     return parse_config({
         "data": {"root": data, "resolution": cfg.resolution,
-                 "vllm_cache": cache if ablation in ("desc+text", "desc+image", "lego") else None},
+                 "vllm_cache": cache if ablation_uses_vllm(ablation) else None},
         "model": {"ablation": ablation, "vae": vae, "tiny": tiny, "mode": "t2i" if name == "sdedit-t2i" else "edit",
                   "prediction_type": cfg.prediction_type},
         "optim": {"batch_size": cfg.batch_size, "max_steps": cfg.steps, "lr": cfg.lr, "ema_decay": 0.999},
@@ -455,7 +456,7 @@ def _figures(summary: dict, set_dir: str, report_dir: str, records, methods_in_g
 def write_report(cfg: ReproduceConfig, summary: dict, set_dir: str, oracle_report: dict, runs: dict,
                  timings: dict, records, command: str) -> str:
     os.makedirs(cfg.report_dir, exist_ok=True)
-    figures = _figures(summary, set_dir, cfg.report_dir, records, ["sdedit", "proxedit", "ip2p", "descriptions", "lego"])
+    _figures(summary, set_dir, cfg.report_dir, records, ["sdedit", "proxedit", "ip2p", "descriptions", "lego"])
     metrics = summary["metrics"]
     checks = order_checks(summary, [m for m in metrics if m != "fid"])
     n = summary["n"]
