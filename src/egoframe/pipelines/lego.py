@@ -23,14 +23,21 @@ from diffusers.schedulers import KarrasDiffusionSchedulers  # noqa: F401  (any d
 from diffusers.utils import BaseOutput
 from PIL import Image
 
-from egoframe.diffusion import check_interval, dual_cfg, encode_image_latents, is_guided, randn_latents, step_kwargs
+from egoframe.diffusion import (
+    FrameInputs,
+    check_interval,
+    dual_cfg,
+    encode_image_latents,
+    is_guided,
+    randn_latents,
+    step_kwargs,
+)
 from egoframe.errors import InputError
-from egoframe.models.autoencoder import downsampling_factor
 from egoframe.models.conditioning import LegoConditioning
 from egoframe.models.kv_cache import cached_cross_attention
 from egoframe.models.text import encode_text
 from egoframe.models.tiny import tiny_components
-from egoframe.utils.images import fit_to_resolution, pil_to_tensor, tensor_to_pil, to_rgb
+from egoframe.utils.images import tensor_to_pil
 from egoframe.vllm.embeddings import ExtractionConfig, VllmEmbeddings, extract_vllm_embeddings
 
 logger = logging.getLogger(__name__)
@@ -85,7 +92,7 @@ def choose_sampling(recommended: dict | None, given: dict) -> dict:
     return out
 
 
-class LegoPipeline(DiffusionPipeline):
+class LegoPipeline(FrameInputs, DiffusionPipeline):
     """LEGO's frame generator. An optional VLLM (:meth:`attach_vllm`) writes the description and the
     VLLM embeddings on the fly when the caller gives only a frame and an action; it is saved beside the
     diffusers components in ``vllm/`` (llava-hf layout)."""
@@ -171,35 +178,8 @@ class LegoPipeline(DiffusionPipeline):
         self.vae.to(memory_format=layout)
         return self
 
-    # ------------------------------------------------------------------ sizes
-    @property
-    def vae_scale_factor(self) -> int:
-        return downsampling_factor(self.vae)
-
-    @property
-    def resolution(self) -> int:
-        return int(self.unet.config.sample_size) * self.vae_scale_factor
-
     # ------------------------------------------------------------------ parts of __call__
-    def prepare_images(self, image, notes: list[str]) -> torch.Tensor:
-        """PIL image(s) or a (B, 3, H, W) tensor in [-1, 1] -> (B, 3, R, R) tensor at the model's resolution."""
-        if isinstance(image, torch.Tensor):
-            if image.dim() != 4 or image.shape[1] != 3:
-                raise InputError(f"image tensor must be (B, 3, H, W), got {tuple(image.shape)}")
-            if image.shape[-2:] != (self.resolution, self.resolution):
-                notes.append(f"image tensor resized from {tuple(image.shape[-2:])} to {self.resolution}px")
-                image = torch.nn.functional.interpolate(
-                    image.float(), size=(self.resolution,) * 2, mode="bicubic", align_corners=False
-                ).clamp(-1, 1)
-            return image
-        images = [image] if isinstance(image, Image.Image) else list(image)
-        if not images or not all(isinstance(im, Image.Image) for im in images):
-            raise InputError("image must be a PIL image, a list of PIL images or a (B, 3, H, W) tensor")
-        prepared = [
-            fit_to_resolution(to_rgb(im, f"image {i}", notes), self.resolution, f"image {i}", notes)
-            for i, im in enumerate(images)
-        ]
-        return pil_to_tensor(prepared)
+    # vae_scale_factor, resolution and prepare_images come from FrameInputs (egoframe.diffusion.inputs)
 
     def condition_texts(self, actions: Sequence[str], descriptions: Sequence[str | None]) -> list[str]:
         """The text ψ reads: the enriched description, or the bare label for label-trained models."""

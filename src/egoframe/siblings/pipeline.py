@@ -21,11 +21,11 @@ from collections.abc import Sequence
 import torch
 from diffusers import DiffusionPipeline
 
-from egoframe.diffusion import dual_cfg, encode_image_latents, randn_latents, step_kwargs
+from egoframe.diffusion import FrameInputs, dual_cfg, encode_image_latents, randn_latents, step_kwargs
 from egoframe.errors import InputError, ModelLoadError
 from egoframe.models.kv_cache import cached_cross_attention
 from egoframe.models.text import encode_text
-from egoframe.pipelines.lego import LegoPipeline, LegoPipelineOutput, generation_mode, per_image
+from egoframe.pipelines.lego import LegoPipelineOutput, generation_mode, per_image
 from egoframe.siblings import llm
 from egoframe.siblings.connectors import (
     MgieConnector,
@@ -78,7 +78,7 @@ def connector_condition(connector, vllm, llm_model, frames: Sequence, instructio
     return connector(token_states, features), loss, token_states
 
 
-class SiblingPipeline(DiffusionPipeline):
+class SiblingPipeline(FrameInputs, DiffusionPipeline):
     """Frame editing by SmartEdit, MGIE or ReasonPix2Pix, depending on the connector it holds."""
 
     model_cpu_offload_seq = "connector->unet->vae"
@@ -88,11 +88,6 @@ class SiblingPipeline(DiffusionPipeline):
     # As LegoPipeline: cross-attention K/V once per call, sampling under inference_mode.
     cache_cross_attention = True
     use_inference_mode = True
-
-    # Shared with LEGO unchanged: input resizing and sizes.
-    prepare_images = LegoPipeline.prepare_images
-    vae_scale_factor = LegoPipeline.vae_scale_factor
-    resolution = LegoPipeline.resolution
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, connector):
         super().__init__()
