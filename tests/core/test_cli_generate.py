@@ -94,6 +94,25 @@ def test_batch_csv_and_jsonl(tiny_desc_dir, tmp_path, capsys):
     assert (tmp_path / "x.png").exists()
 
 
+def test_batch_grid_shows_input_generated_and_target(tiny_desc_dir, tmp_path, capsys):
+    from PIL import Image
+
+    frame(tmp_path / "a.png")
+    frame(tmp_path / "b.png")
+    frame(tmp_path / "t.png")
+    (tmp_path / "rows.csv").write_text("image,action,target\na.png,take cup,t.png\nb.png,cut tomato,t.png\n")
+    code, stdout, err = run(BASE + ["--model", str(tiny_desc_dir), "--batch", str(tmp_path / "rows.csv"),
+                                    "--out", str(tmp_path / "gen"), "--grid", str(tmp_path / "grid.png")], capsys)
+    assert code == 0, err
+    assert f"grid: {tmp_path / 'grid.png'}" in stdout
+    assert Image.open(tmp_path / "grid.png").size == (3 * 128, 14 + 2 * (128 + 14))  # 3 columns, 2 rows
+    (tmp_path / "rows.csv").write_text("image,action\na.png,take cup\n")  # no target: two columns
+    code, _, err = run(BASE + ["--model", str(tiny_desc_dir), "--batch", str(tmp_path / "rows.csv"),
+                               "--out", str(tmp_path / "gen2"), "--grid", str(tmp_path / "grid2.png")], capsys)
+    assert code == 0, err
+    assert Image.open(tmp_path / "grid2.png").size == (2 * 128, 14 + 128 + 14)
+
+
 def _bad_cases(tmp_path):
     good = frame(tmp_path / "good.png")
     corrupt = tmp_path / "corrupt.png"

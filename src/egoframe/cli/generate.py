@@ -66,6 +66,9 @@ def generate(
         0.7, "--prox-quantile", parser=finite_float, help="ProxEdit: threshold quantile of |guidance|."
     ),
     prox_mode: str = typer.Option("soft", "--prox-mode", help="ProxEdit: soft (l1) | hard (l0) proximal operator."),
+    grid: Optional[Path] = typer.Option(
+        None, "--grid", help="Also write a picture of every row: input | generated [| target, when the rows have one]."
+    ),
 ) -> None:
     from egoframe.pipelines.batch import GenerateSettings, generate_rows, rows_from_data, rows_from_inputs
 
@@ -110,6 +113,20 @@ def generate(
         raise InputError("nothing was generated")
     if data is not None:
         typer.echo(f"generation set: {write_data_set(rows, out, method)} (score it with `egoframe eval {out}`)")
+    if grid is not None:
+        typer.echo(f"grid: {write_rows_grid(rows, grid)}")
+
+
+def write_rows_grid(rows, path: Path) -> str:
+    """input | generated [| target] per row whose output exists, the action above each row."""
+    from egoframe.utils.images import image_grid
+
+    done = [r for r in rows if r.out.exists()]
+    with_target = bool(done) and all(r.target is not None and r.target.exists() for r in done)
+    columns = ["input", "generated"] + (["target"] if with_target else [])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return image_grid([(r.action, [r.image, r.out] + ([r.target] if with_target else [])) for r in done],
+                      columns, str(path))
 
 
 def write_data_set(rows, out: Path, method: str) -> Path:

@@ -35,7 +35,7 @@ class GenerateRow:
     description: str | None = None
     index: int = 0
     item_id: str | None = None  # the pair's id in a data set and its VLLM embedding cache (rows_from_data)
-    target: Path | None = None  # the pair's ground-truth frame (rows_from_data), for the generation set
+    target: Path | None = None  # the ground-truth frame (rows_from_data; a batch file's `target`), for set and grid
 
 
 @dataclass
@@ -124,9 +124,10 @@ def rows_from_inputs(
 
 
 def read_batch_file(path: Path, out_dir: Path | None = None, default_action: str | None = None) -> list[GenerateRow]:
-    """Rows from a CSV (header: image, action[, description, out]) or a JSONL of such objects.
+    """Rows from a CSV (header: image, action[, description, out, target]) or a JSONL of such objects.
 
-    Relative image/out paths are resolved against the batch file's folder.
+    Relative image/out/target paths are resolved against the batch file's folder; ``target`` (the true frame,
+    when known) is only shown beside the output by ``egoframe generate --grid``.
     """
     if not path.exists():
         raise InputError(f"batch file not found: {path}")
@@ -173,7 +174,10 @@ def read_batch_file(path: Path, out_dir: Path | None = None, default_action: str
         out = rec.get("out")
         out_path = (Path(out) if os.path.isabs(out) else base / out) if out else out_dir / f"{i:05d}-{image_path.stem}.png"
         desc = rec.get("description") or None
-        rows.append(GenerateRow(image=image_path, action=act, description=desc, out=out_path, index=i))
+        target = rec.get("target") if isinstance(rec.get("target"), str) and rec.get("target").strip() else None
+        target_path = (Path(target) if os.path.isabs(target) else base / target) if target else None
+        rows.append(GenerateRow(image=image_path, action=act, description=desc, out=out_path, index=i,
+                                target=target_path))
     return rows
 
 

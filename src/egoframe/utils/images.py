@@ -178,3 +178,26 @@ def _note(notes: list[str] | None, message: str) -> None:
     logger.info(message)
     if notes is not None:
         notes.append(message)
+
+
+def image_grid(rows: list[tuple[str, list]], columns: list[str], path: str, cell: int = 128) -> str:
+    """A picture of ``rows`` (each: a label written above the row, and one image path or PIL image per column),
+    with the column names on top; every image is shown at ``cell`` px (nearest-neighbour, so pixels stay
+    visible). Returns ``path``."""
+    from PIL import Image, ImageDraw
+
+    label_h = 14
+    grid = Image.new("RGB", (cell * len(columns), label_h + len(rows) * (cell + label_h)), "white")
+    draw = ImageDraw.Draw(grid)
+    for c, name in enumerate(columns):
+        draw.text((c * cell + 4, 1), name, fill="black")
+    for r, (label, images) in enumerate(rows):
+        top = label_h + r * (cell + label_h)
+        draw.text((4, top + 1), label, fill="black")
+        for c, image in enumerate(images):
+            if image is None:
+                continue
+            picture = image if isinstance(image, Image.Image) else Image.open(image)
+            grid.paste(picture.convert("RGB").resize((cell, cell), Image.Resampling.NEAREST), (c * cell, top + label_h))
+    grid.save(path)
+    return path

@@ -36,7 +36,7 @@ from egoframe.evaluation.generation_set import Sample
 from egoframe.evaluation.oracle import OracleScorer, resolve_oracle
 from egoframe.evaluation.pixel import psnr, ssim
 from egoframe.pipelines.loading import load_pipeline
-from egoframe.utils.images import load_image, pil_to_tensor, tensor_to_pil
+from egoframe.utils.images import image_grid, load_image, pil_to_tensor, tensor_to_pil
 from egoframe.utils.progress import ProgressBar
 from egoframe.workflows.stages import DONE_BEFORE, Stages
 from egoframe.world import WorldManifest, make_world
@@ -424,22 +424,8 @@ def eval_world_command(config: EvalWorldConfig) -> str:
 
 def write_grid(samples, path: str, methods: list[str], cell: int = 128) -> None:
     """Rows: input | each generated method | target, with the action above each row."""
-    from PIL import Image, ImageDraw
-
-    columns = ["input", *methods, "target"]
-    label_h = 14
-    grid = Image.new("RGB", (cell * len(columns), label_h + len(samples) * (cell + label_h)), "white")
-    draw = ImageDraw.Draw(grid)
-    for c, name in enumerate(columns):
-        draw.text((c * cell + 4, 1), name, fill="black")
-    for r, sample in enumerate(samples):
-        top = label_h + r * (cell + label_h)
-        draw.text((4, top + 1), sample.action, fill="black")
-        paths = [sample.input, *[sample.generated[m] for m in methods], sample.target]
-        for c, image_path in enumerate(paths):
-            image = Image.open(image_path).convert("RGB").resize((cell, cell), Image.Resampling.NEAREST)
-            grid.paste(image, (c * cell, top + label_h))
-    grid.save(path)
+    image_grid([(s.action, [s.input, *[s.generated[m] for m in methods], s.target]) for s in samples],
+               ["input", *methods, "target"], path, cell)
 
 
 __all__ = ["ALL_METHODS", "EvalWorldConfig", "METHODS", "run_eval_world", "write_grid"]
