@@ -68,6 +68,8 @@ def test_recipe_attention_levels_reach_the_unet(tmp_path):
     assert train.model.tiny["attention_levels"] == 2
     unet = tiny_components(TinyConfig(resolution=64, **train.model.tiny), ablation="labels")["unet"]
     assert unet.config.down_block_types == ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
-    # the shipped layout is unchanged: no key written, one attention level
+    # the default is the shipped layout (two levels since 2026-12-08); one level writes no key, as before
     shipped = diffusion_config(RecipeConfig(out_dir=str(tmp_path)), "d", "c", "v", "l", "o")
-    assert "attention_levels" not in shipped.model.tiny
+    assert shipped.model.tiny["attention_levels"] == 2 and shipped.optim.max_steps == 4900
+    one = diffusion_config(RecipeConfig(out_dir=str(tmp_path), attention_levels=1).validate(), "d", "c", "v", "l", "o")
+    assert "attention_levels" not in one.model.tiny

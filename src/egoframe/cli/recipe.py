@@ -17,7 +17,7 @@ def recipe(
     out: Path = typer.Option(Path("egoframe-default"), "--out", help="Work directory (a rerun resumes it)."),
     pairs: int = typer.Option(24000, "--pairs", help="Simulated training pairs (`egoframe world pairs`)."),
     seed: int = typer.Option(101, "--seed", help="The pairs' world seed."),
-    steps: int = typer.Option(6800, "--steps", help="Diffusion training steps (batch 32)."),
+    steps: int = typer.Option(4900, "--steps", help="Diffusion training steps (batch 32)."),
     decay_start: Optional[int] = typer.Option(None, "--decay-start",
                                               help="Cosine LR decay from this step to --steps (default: constant)."),
     change_weight: float = typer.Option(4.0, "--change-weight", help="Loss weight on the latents the edit changes."),
@@ -29,9 +29,9 @@ def recipe(
     vae: Optional[str] = typer.Option(None, "--vae", help="Autoencoder directory, 'train' (a KL VAE) or 'patch' (the "
                                                           "lossless patch code; default: the shipped one)."),
     resolution: int = typer.Option(64, "--resolution", help="Frame size the diffusion model works at (<= 128)."),
-    attention_levels: int = typer.Option(1, "--attention-levels", min=1,
+    attention_levels: int = typer.Option(2, "--attention-levels", min=1,
                                          help="UNet levels with self- and cross-attention, counted from the "
-                                              "coarsest (1: the coarsest only, as shipped)."),
+                                              "coarsest (2: 8 x 8 and 16 x 16, as shipped; 1: 8 x 8 only)."),
     eval_seed: Optional[int] = typer.Option(None, "--eval-seed",
                                             help="Score the result with eval-world on this world seed (one never "
                                                  "used for training or tuning)."),
