@@ -78,20 +78,21 @@ def egoframe_config(data: str, out: str, resolution: int, batch: int, steps: int
 def run_egoframe(config) -> float:
     """Samples/s of `egoframe train`'s optimisation steps, timed at each step's loss record."""
     import egoframe.training.trainer as trainer
+    from egoframe.engine import LossLog
 
     stamps = []
-    real = trainer._append_loss
+    real = LossLog.append
 
-    def stamped(path, step, loss):  # the loop writes one loss line per optimizer step
+    def stamped(self, step, loss, **fields):  # the shared loop logs one loss line per optimizer step
         stamps.append(time.perf_counter())
-        real(path, step, loss)
+        real(self, step, loss, **fields)
 
-    trainer._append_loss = stamped
+    LossLog.append = stamped
     try:
         shutil.rmtree(config.log.out_dir, ignore_errors=True)
         trainer.train(config, progress=False)
     finally:
-        trainer._append_loss = real
+        LossLog.append = real
     # From the end of step 1 to the end of the last step: excludes set-up, the first step, export.
     return config.optim.batch_size * (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
