@@ -153,10 +153,16 @@ class Checkpoints:
                 shutil.rmtree(os.path.join(self.root, old), ignore_errors=True)
         return final
 
+    @staticmethod
+    def record(path: str) -> dict[str, Any]:
+        """The checkpoint's ``state.json``: ``step`` and what the trainer added (e.g. its config, to check a
+        resume against before loading anything)."""
+        with open(os.path.join(path, STATE_FILE)) as fh:
+            return json.load(fh)
+
     def load(self, path: str, state: TrainState) -> dict[str, Any]:
         """Restore ``state`` from the checkpoint at ``path``; returns its ``state.json`` (``step`` and extras)."""
-        with open(os.path.join(path, STATE_FILE)) as fh:
-            record = json.load(fh)
+        record = self.record(path)
         try:
             for name, holder in state.tensors.items():
                 holder.load_tensors(load_tensors(os.path.join(path, f"{name}.safetensors")))

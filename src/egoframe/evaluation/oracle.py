@@ -548,9 +548,7 @@ def _train_on_stream(config: OracleConfig, progress: bool):
     state = TrainState(tensors={"model": ModuleState(model)}, optimizer=optimizer, scheduler=schedule)
     start, losses = 0, []
     if saver.latest():
-        with open(os.path.join(saver.root, "state.json")) as fh:
-            saved = json.load(fh)["config"]
-        if saved != config.to_dict():
+        if saver.record(saver.root)["config"] != config.to_dict():
             raise InputError(f"{config.out_dir} holds a checkpoint of a different oracle config; "
                              "use another --out or delete its checkpoint/ folder")
         record = saver.load(saver.root, state)  # the RNG too: dropout draws

@@ -162,9 +162,8 @@ def lr_factor(optim, step: int) -> float:
 
 def resume_from(path: str, state: TrainState, config: TrainConfig) -> int:
     """Load the checkpoint at ``path`` into ``state`` after checking the run's settings allow it; the step."""
-    with open(os.path.join(path, "state.json")) as fh:
-        saved = json.load(fh)["config"]
-    check_resumable(saved, config.model_dump(mode="json"), path, only=("data", "model", "dropout", "seed"))
+    check_resumable(Checkpoints.record(path)["config"], config.model_dump(mode="json"), path,
+                    only=("data", "model", "dropout", "seed"))
     return int(checkpoints(config.log.out_dir).load(path, state)["step"])
 
 

@@ -9,7 +9,6 @@ adversarial and perceptual terms, which a flat procedural world does not need).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -84,9 +83,8 @@ def train_vae(config: VaeTrainConfig, progress: bool = True) -> dict:
                        optimizer=optimizer, rng=False)  # every draw comes from `generator`
     first = 0
     if saver.latest():
-        with open(os.path.join(saver.root, "state.json")) as fh:
-            check_resumable(json.load(fh)["config"], asdict(config), config.out_dir,
-                            free=("steps", "checkpoint_every"))
+        check_resumable(saver.record(saver.root)["config"], asdict(config), config.out_dir,
+                        free=("steps", "checkpoint_every"))
         first = saver.load(saver.root, state)["step"]
         logger.info("resuming VAE training at step %d", first)
     start = time.time()

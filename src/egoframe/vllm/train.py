@@ -306,9 +306,7 @@ def _autocast(config: VllmTrainConfig, device: "torch.device"):
 # ----------------------------------------------------------------------------------------- checkpoints
 
 
-def _checkpoints(config_or_dir) -> Checkpoints:
-    out_dir = config_or_dir if isinstance(config_or_dir, str) else config_or_dir.out_dir
-    keep = 2 if isinstance(config_or_dir, str) else config_or_dir.keep_checkpoints
+def _checkpoints(out_dir: str, keep: int = 2) -> Checkpoints:
     return Checkpoints(os.path.join(out_dir, "checkpoints"), keep=keep)
 
 
@@ -377,7 +375,7 @@ def train_vllm(config: VllmTrainConfig, *, resume: bool = False,
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    saver = _checkpoints(config)
+    saver = _checkpoints(config.out_dir, config.keep_checkpoints)
     state = TrainState(tensors={"trainable": TrainableState(model)}, optimizer=optimizer)
     step, data = 0, {"epoch": 0, "position": 0, "loss": float("nan")}
     if checkpoint:
